@@ -1,0 +1,400 @@
+//! The state every flavor shares: a ring, the two sleeper signals, endpoint counts and the
+//! disconnect flags. Blocking, timeouts, batching and disconnection are written here once; the
+//! flavors (`spsc`, `mpsc`, `mpmc`) differ only in their [`Ring`].
+
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::sync::{heavy_barrier, light_barrier, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::wait::{block_on, Signal, WaitStrategy};
+
+/// A bounded ring buffer. Methods marked `unsafe` carry the flavor's access rule: a
+/// single-producer ring's `push*` may run on one thread at a time, a single-consumer ring's `pop*`
+/// likewise. The endpoint types enforce this (`!Sync`, not `Clone`).
+pub(crate) trait Ring<T> {
+    /// Builds a ring of exactly `capacity` slots (a power of two, already validated).
+    fn with_capacity(capacity: usize) -> Self;
+    /// Appends `value` and returns its position, or hands it back when full.
+    ///
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    unsafe fn push(&self, value: T) -> Result<usize, T>;
+    /// Moves as many values as fit from the front of `items`, publishing them with one index
+    /// update, and returns the first position and how many moved.
+    ///
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    unsafe fn push_batch(&self, items: &mut Vec<T>) -> (usize, usize);
+    /// Removes the oldest value.
+    ///
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    unsafe fn pop(&self) -> Option<T>;
+    /// Appends up to `max` of the oldest values to `out` with one index update; returns how many.
+    ///
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    unsafe fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize;
+    /// Removes every value up to the last claimed position, in order, passing each with its
+    /// position to `f`; waits for positions claimed but not yet written.
+    ///
+    /// # Safety
+    /// No other thread pops or drains meanwhile (the channel's close lock is held and no receiver
+    /// is left).
+    unsafe fn drain(&self, f: &mut dyn FnMut(usize, T));
+    /// Whether a pop may now succeed (a hint: may be stale, but true once a push is published).
+    fn has_item(&self) -> bool;
+    /// Whether a push may now succeed (a hint, like [`Ring::has_item`]).
+    fn has_space(&self) -> bool;
+    /// Number of values in the ring (approximate while other threads operate on it).
+    fn len(&self) -> usize;
+    /// Number of slots.
+    fn capacity(&self) -> usize;
+}
+
+/// Endpoint bookkeeping, read on every operation but written only when an endpoint is cloned or
+/// dropped, so it lives on its own cache line.
+#[derive(Debug)]
+struct Ends {
+    /// Live sending endpoints. Written by clone/drop of a sender.
+    senders: AtomicUsize,
+    /// Live receiving endpoints. Written by clone/drop of a receiver.
+    receivers: AtomicUsize,
+    /// Set (Release) by the last sender's drop; read (Acquire) by a receiver that found the ring
+    /// empty, so every value pushed before the drop is visible to its next pop.
+    tx_closed: AtomicBool,
+    /// Set by the last receiver's drop before its drain; read by senders before a push and again
+    /// after it (behind `light_barrier`, paired with the closer's `heavy_barrier`).
+    rx_closed: AtomicBool,
+    /// Serializes the draining of a closed channel: the closing receiver's drain and the reclaims
+    /// of senders that find the channel closed right after their push.
+    close_lock: Mutex<()>,
+}
+
+/// The shared state behind a channel's endpoints.
+#[derive(Debug)]
+pub(crate) struct Chan<T, R> {
+    ring: R,
+    wait: WaitStrategy,
+    ends: CachePadded<Ends>,
+    /// Receivers sleep here; a push notifies it.
+    not_empty: CachePadded<Signal>,
+    /// Senders sleep here; a pop notifies it.
+    not_full: CachePadded<Signal>,
+    _values: PhantomData<fn(T) -> T>,
+}
+
+impl<T, R: Ring<T>> Chan<T, R> {
+    pub(crate) fn new(capacity: usize, wait: WaitStrategy) -> Self {
+        crate::sync::init_barriers();
+        Self {
+            ring: R::with_capacity(capacity),
+            wait,
+            ends: CachePadded::new(Ends {
+                senders: AtomicUsize::new(1),
+                receivers: AtomicUsize::new(1),
+                tx_closed: AtomicBool::new(false),
+                rx_closed: AtomicBool::new(false),
+                close_lock: Mutex::new(()),
+            }),
+            not_empty: CachePadded::new(Signal::default()),
+            not_full: CachePadded::new(Signal::default()),
+            _values: PhantomData,
+        }
+    }
+
+    // ---- endpoint lifecycle -------------------------------------------------------------------
+
+    pub(crate) fn add_sender(&self) {
+        self.ends.senders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_receiver(&self) {
+        self.ends.receivers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops one sender; the last one closes the channel for receivers and wakes them.
+    pub(crate) fn drop_sender(&self) {
+        // AcqRel: every sender's earlier pushes happen-before the last decrement, and so before
+        // the `tx_closed` store below.
+        if self.ends.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ends.tx_closed.store(true, Ordering::Release);
+            self.not_empty.notify_all();
+        }
+    }
+
+    /// Drops one receiver; the last one drops every queued value at once and wakes senders.
+    ///
+    /// A send racing with the close either sees `rx_closed` before pushing (and fails), or pushes
+    /// and then sees it behind `light_barrier` (and takes its value back in [`Chan::reclaim`]), or
+    /// pushed before the flag was visible, in which case this drain sees and drops its value (the
+    /// send linearizes before the close). No value is ever accepted by a closed channel.
+    pub(crate) fn drop_receiver(&self) {
+        if self.ends.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ends.rx_closed.store(true, Ordering::Relaxed);
+            // Pairs with the senders' `light_barrier` after their push (see `published`).
+            heavy_barrier();
+            let _guard = self
+                .ends
+                .close_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // SAFETY: no receiver is left, and the close lock excludes sender reclaims.
+            unsafe { self.ring.drain(&mut |_, v| drop(v)) };
+            drop(_guard);
+            self.not_full.notify_all();
+        }
+    }
+
+    /// Called after a push of positions `[first, first + n)`. Wakes a sleeping receiver and, if the
+    /// last receiver closed meanwhile, takes back those values still queued (in order).
+    #[inline]
+    fn published(&self, first: usize, n: usize) -> Option<Vec<T>> {
+        // The barrier orders our publication before the loads below; pairs with the receivers'
+        // `heavy_barrier` in `Signal::park` and with the closer's in `drop_receiver`.
+        light_barrier();
+        self.not_empty.notify_after_barrier();
+        if self.ends.rx_closed.load(Ordering::Relaxed) {
+            return Some(self.reclaim(first, n));
+        }
+        None
+    }
+
+    /// Drains a closed channel, returning the values at positions `[first, first + n)` and dropping
+    /// the rest. Values of that range already drained by the closer are not returned (their send
+    /// completed before the close).
+    #[cold]
+    fn reclaim(&self, first: usize, n: usize) -> Vec<T> {
+        let mut mine = Vec::new();
+        let _guard = self
+            .ends
+            .close_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `rx_closed` is set, so no receiver is left; the close lock excludes other drains.
+        unsafe {
+            self.ring.drain(&mut |pos, v| {
+                if pos.wrapping_sub(first) < n {
+                    mine.push(v);
+                }
+            })
+        };
+        mine
+    }
+
+    // ---- sending ------------------------------------------------------------------------------
+
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    #[inline]
+    pub(crate) unsafe fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if self.ends.rx_closed.load(Ordering::Relaxed) {
+            return Err(TrySendError::Disconnected(value));
+        }
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.ring.push(value) } {
+            Ok(pos) => match self.published(pos, 1).and_then(|mut back| back.pop()) {
+                None => Ok(()),
+                Some(v) => Err(TrySendError::Disconnected(v)),
+            },
+            Err(v) => Err(TrySendError::Full(v)),
+        }
+    }
+
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    pub(crate) unsafe fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut slot = Some(value);
+        let ready = || self.ring.has_space() || self.ends.rx_closed.load(Ordering::Relaxed);
+        let attempt = || {
+            let v = slot
+                .take()
+                .expect("the value is put back after every failed attempt");
+            // SAFETY: forwarded from the caller.
+            match unsafe { self.try_send(v) } {
+                Ok(()) => Some(Ok(())),
+                Err(TrySendError::Disconnected(v)) => Some(Err(SendTimeoutError::Disconnected(v))),
+                Err(TrySendError::Full(v)) => {
+                    slot = Some(v);
+                    None
+                }
+            }
+        };
+        match block_on(self.wait, &self.not_full, deadline, attempt, &ready) {
+            Some(result) => result,
+            None => Err(SendTimeoutError::Timeout(
+                slot.take().expect("a timed-out send still holds its value"),
+            )),
+        }
+    }
+
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    pub(crate) unsafe fn send(&self, value: T) -> Result<(), SendError<T>> {
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.send_deadline(value, None) } {
+            Ok(()) => Ok(()),
+            Err(e) => Err(SendError(e.into_inner())),
+        }
+    }
+
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    pub(crate) unsafe fn try_send_batch(&self, items: &mut Vec<T>) -> Result<usize, SendError<()>> {
+        if self.ends.rx_closed.load(Ordering::Relaxed) {
+            return Err(SendError(()));
+        }
+        // SAFETY: forwarded from the caller.
+        let (first, n) = unsafe { self.ring.push_batch(items) };
+        if n == 0 {
+            return Ok(0);
+        }
+        match self.published(first, n) {
+            None => Ok(n),
+            Some(back) => {
+                // Put the values taken back in front of the unsent ones, in order.
+                items.splice(0..0, back);
+                Err(SendError(()))
+            }
+        }
+    }
+
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    pub(crate) unsafe fn send_batch(&self, items: &mut Vec<T>) -> Result<(), SendError<()>> {
+        let ready = || self.ring.has_space() || self.ends.rx_closed.load(Ordering::Relaxed);
+        let attempt = || {
+            // SAFETY: forwarded from the caller.
+            match unsafe { self.try_send_batch(items) } {
+                Err(e) => Some(Err(e)),
+                Ok(_) if items.is_empty() => Some(Ok(())),
+                Ok(_) => None,
+            }
+        };
+        block_on(self.wait, &self.not_full, None, attempt, &ready)
+            .expect("an untimed wait only ends with a result")
+    }
+
+    // ---- receiving ----------------------------------------------------------------------------
+
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    #[inline]
+    pub(crate) unsafe fn try_recv(&self) -> Result<T, TryRecvError> {
+        // SAFETY: forwarded from the caller.
+        if let Some(v) = unsafe { self.ring.pop() } {
+            self.not_full.notify();
+            return Ok(v);
+        }
+        if !self.ends.tx_closed.load(Ordering::Acquire) {
+            return Err(TryRecvError::Empty);
+        }
+        // Every sender is gone and, by the Acquire above, all their pushes are visible.
+        // SAFETY: forwarded from the caller.
+        unsafe { self.ring.pop() }.ok_or(TryRecvError::Disconnected)
+    }
+
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    pub(crate) unsafe fn recv_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<T, RecvTimeoutError> {
+        let ready = || self.ring.has_item() || self.ends.tx_closed.load(Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        let attempt = || match unsafe { self.try_recv() } {
+            Ok(v) => Some(Ok(v)),
+            Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
+            Err(TryRecvError::Empty) => None,
+        };
+        block_on(self.wait, &self.not_empty, deadline, attempt, &ready)
+            .unwrap_or(Err(RecvTimeoutError::Timeout))
+    }
+
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    pub(crate) unsafe fn recv(&self) -> Result<T, RecvError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.recv_deadline(None) }.map_err(|_| RecvError)
+    }
+
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    pub(crate) unsafe fn try_recv_batch(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        // SAFETY: forwarded from the caller.
+        let n = unsafe { self.ring.pop_batch(out, max) };
+        if n > 0 {
+            self.not_full.notify();
+            return Ok(n);
+        }
+        if !self.ends.tx_closed.load(Ordering::Acquire) {
+            return Err(TryRecvError::Empty);
+        }
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.ring.pop_batch(out, max) } {
+            0 => Err(TryRecvError::Disconnected),
+            n => Ok(n),
+        }
+    }
+
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    pub(crate) unsafe fn recv_batch_deadline(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvTimeoutError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let ready = || self.ring.has_item() || self.ends.tx_closed.load(Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        let attempt = || match unsafe { self.try_recv_batch(out, max) } {
+            Ok(n) => Some(Ok(n)),
+            Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
+            Err(TryRecvError::Empty) => None,
+        };
+        block_on(self.wait, &self.not_empty, deadline, attempt, &ready)
+            .unwrap_or(Err(RecvTimeoutError::Timeout))
+    }
+
+    // ---- inspection ---------------------------------------------------------------------------
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len()
+    }
+    pub(crate) fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+    pub(crate) fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+    pub(crate) fn is_disconnected_for_senders(&self) -> bool {
+        self.ends.rx_closed.load(Ordering::Acquire)
+    }
+    pub(crate) fn is_disconnected_for_receivers(&self) -> bool {
+        self.ends.tx_closed.load(Ordering::Acquire)
+    }
+}
+
+/// Turns a timeout into a deadline, treating one too large to represent as "never".
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}

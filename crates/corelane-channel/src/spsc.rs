@@ -1,0 +1,345 @@
+//! Single-producer single-consumer channel.
+//!
+//! Algorithm: Lamport's bounded ring buffer (L. Lamport, "Specifying Concurrent Program Modules",
+//! 1983) with cached opposite indices, as in rigtorp's SPSCQueue and the `rtrb` crate: the
+//! producer owns `tail`, the consumer owns `head`, each on its own cache line, and each side keeps
+//! a private copy of the other's index, reloading it (Acquire) only when the copy says full/empty.
+//! A publish is one Release store; nothing is ever compare-and-swapped.
+//!
+//! The endpoints encode the topology: [`Producer`] and [`Consumer`] are `Send` but neither `Sync`
+//! nor `Clone`, so at most one thread pushes and one pops at any time:
+//! ```compile_fail
+//! let (tx, _rx) = corelane_channel::spsc::channel::<u8>(4);
+//! let _second = tx.clone(); // no second producer
+//! ```
+//! ```compile_fail
+//! fn shared<T: Sync>(_: &T) {}
+//! let (tx, _rx) = corelane_channel::spsc::channel::<u8>(4);
+//! shared(&tx); // no pushing through a shared reference from two threads
+//! ```
+//! ```compile_fail
+//! fn shared<T: Sync>(_: &T) {}
+//! let (_tx, rx) = corelane_channel::mpsc::channel::<u8>(4);
+//! shared(&rx); // the MPSC receiver is single-consumer too
+//! ```
+//!
+//! # Examples
+//! ```
+//! let (tx, rx) = corelane_channel::spsc::channel::<u64>(1024);
+//! let consumer = std::thread::spawn(move || {
+//!     let mut sum = 0;
+//!     while let Ok(v) = rx.recv() {
+//!         sum += v;
+//!     }
+//!     sum
+//! });
+//! for i in 0..10_000 {
+//!     tx.send(i).unwrap();
+//! }
+//! drop(tx); // the consumer drains what is queued, then sees the disconnect
+//! assert_eq!(consumer.join().unwrap(), (0..10_000).sum::<u64>());
+//! ```
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
+use crossbeam_utils::CachePadded;
+
+use crate::chan::{Chan, Ring};
+use crate::endpoint::{debug_endpoint, receiver_api, sender_api};
+use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
+use crate::WaitStrategy;
+
+/// The producer's cache line: written only by the producer (`tail` is read by the consumer).
+#[derive(Debug)]
+struct ProducerSide {
+    /// Next position to write. Stored (Release) by the producer after writing the slot; loaded
+    /// (Acquire) by the consumer, which then reads the slot.
+    tail: AtomicUsize,
+    /// The producer's last view of `head`; touched only by the producer.
+    head_cache: UnsafeCell<usize>,
+}
+
+/// The consumer's cache line: written only by the consumer (`head` is read by the producer).
+#[derive(Debug)]
+struct ConsumerSide {
+    /// Next position to read. Stored (Release) by the consumer after moving the value out; loaded
+    /// (Acquire) by the producer, which may then overwrite the slot.
+    head: AtomicUsize,
+    /// The consumer's last view of `tail`; touched only by the consumer.
+    tail_cache: UnsafeCell<usize>,
+}
+
+/// Lamport ring. Producer rule: one pushing thread at a time. Consumer rule: one popping thread.
+pub(crate) struct SpscRing<T> {
+    producer: CachePadded<ProducerSide>,
+    consumer: CachePadded<ConsumerSide>,
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    mask: usize,
+}
+
+impl<T> std::fmt::Debug for SpscRing<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpscRing")
+            .field("capacity", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the ring moves `T`s between threads (hence `T: Send`). Shared access is sound because each
+// slot is touched by one side at a time: the producer only writes slots in [tail, head + cap), the
+// consumer only reads slots in [head, tail), and the index Release/Acquire pairs hand a slot over.
+// The index caches are touched only by their owning side, and the endpoints admit one of each.
+unsafe impl<T: Send> Sync for SpscRing<T> {}
+// SAFETY: owning the ring owns its `T`s; sending it sends them.
+unsafe impl<T: Send> Send for SpscRing<T> {}
+
+impl<T> SpscRing<T> {
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        &self.slots[pos & self.mask]
+    }
+
+    /// Free slots as the producer sees them, refreshing its head cache if fewer than `want`.
+    ///
+    /// # Safety
+    /// Producer rule.
+    #[inline(always)]
+    unsafe fn free_slots(&self, tail: usize, want: usize) -> usize {
+        let cap = self.slots.len();
+        // SAFETY: only the producer touches `head_cache` (producer rule).
+        let mut head = self.producer.head_cache.with(|p| unsafe { *p });
+        if cap - tail.wrapping_sub(head) < want {
+            // Acquire pairs with the consumer's Release store of `head` in `pop*`: the consumer's
+            // move out of those slots happens-before we overwrite them.
+            head = self.consumer.head.load(Ordering::Acquire);
+            // SAFETY: producer rule, as above.
+            self.producer.head_cache.with_mut(|p| unsafe { *p = head });
+        }
+        cap - tail.wrapping_sub(head)
+    }
+
+    /// Values ready as the consumer sees them, refreshing its tail cache if fewer than `want`.
+    ///
+    /// # Safety
+    /// Consumer rule.
+    #[inline(always)]
+    unsafe fn ready_slots(&self, head: usize, want: usize) -> usize {
+        // SAFETY: only the consumer touches `tail_cache` (consumer rule).
+        let mut tail = self.consumer.tail_cache.with(|p| unsafe { *p });
+        if tail.wrapping_sub(head) < want {
+            // Acquire pairs with the producer's Release store of `tail` in `push*`: its writes of
+            // those slots happen-before our reads.
+            tail = self.producer.tail.load(Ordering::Acquire);
+            // SAFETY: consumer rule, as above.
+            self.consumer.tail_cache.with_mut(|p| unsafe { *p = tail });
+        }
+        tail.wrapping_sub(head)
+    }
+}
+
+impl<T> Ring<T> for SpscRing<T> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            producer: CachePadded::new(ProducerSide {
+                tail: AtomicUsize::new(0),
+                head_cache: UnsafeCell::new(0),
+            }),
+            consumer: CachePadded::new(ConsumerSide {
+                head: AtomicUsize::new(0),
+                tail_cache: UnsafeCell::new(0),
+            }),
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+            mask: capacity - 1,
+        }
+    }
+
+    #[inline]
+    unsafe fn push(&self, value: T) -> Result<usize, T> {
+        // Relaxed: only this thread (the producer) stores `tail`.
+        let tail = self.producer.tail.load(Ordering::Relaxed);
+        // SAFETY: forwarded producer rule.
+        if unsafe { self.free_slots(tail, 1) } == 0 {
+            return Err(value);
+        }
+        // SAFETY: the slot at `tail` is free (free_slots > 0) and only the producer writes it.
+        self.slot(tail).with_mut(|p| unsafe { (*p).write(value) });
+        // Release pairs with the consumer's Acquire load of `tail` in `ready_slots`.
+        self.producer
+            .tail
+            .store(tail.wrapping_add(1), Ordering::Release);
+        Ok(tail)
+    }
+
+    unsafe fn push_batch(&self, items: &mut Vec<T>) -> (usize, usize) {
+        let tail = self.producer.tail.load(Ordering::Relaxed);
+        // SAFETY: forwarded producer rule.
+        let n = unsafe { self.free_slots(tail, items.len()) }.min(items.len());
+        for (i, value) in items.drain(..n).enumerate() {
+            // SAFETY: the n slots from `tail` are free and only the producer writes them.
+            self.slot(tail.wrapping_add(i))
+                .with_mut(|p| unsafe { (*p).write(value) });
+        }
+        if n > 0 {
+            // Release pairs with the consumer's Acquire load of `tail` in `ready_slots`.
+            self.producer
+                .tail
+                .store(tail.wrapping_add(n), Ordering::Release);
+        }
+        (tail, n)
+    }
+
+    #[inline]
+    unsafe fn pop(&self) -> Option<T> {
+        // Relaxed: only this thread (the consumer) stores `head`.
+        let head = self.consumer.head.load(Ordering::Relaxed);
+        // SAFETY: forwarded consumer rule.
+        if unsafe { self.ready_slots(head, 1) } == 0 {
+            return None;
+        }
+        // SAFETY: the slot at `head` holds a value published by the producer (ready_slots > 0);
+        // we move it out and then release the slot.
+        let value = self.slot(head).with(|p| unsafe { (*p).assume_init_read() });
+        // Release pairs with the producer's Acquire load of `head` in `free_slots`.
+        self.consumer
+            .head
+            .store(head.wrapping_add(1), Ordering::Release);
+        Some(value)
+    }
+
+    unsafe fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let head = self.consumer.head.load(Ordering::Relaxed);
+        // SAFETY: forwarded consumer rule.
+        let n = unsafe { self.ready_slots(head, max) }.min(max);
+        out.reserve(n);
+        for i in 0..n {
+            // SAFETY: the n slots from `head` hold published values; each is moved out once.
+            out.push(
+                self.slot(head.wrapping_add(i))
+                    .with(|p| unsafe { (*p).assume_init_read() }),
+            );
+        }
+        if n > 0 {
+            // Release pairs with the producer's Acquire load of `head` in `free_slots`.
+            self.consumer
+                .head
+                .store(head.wrapping_add(n), Ordering::Release);
+        }
+        n
+    }
+
+    unsafe fn drain(&self, f: &mut dyn FnMut(usize, T)) {
+        let head = self.consumer.head.load(Ordering::Relaxed);
+        // Acquire pairs with the producer's Release store of `tail`: every published slot is
+        // visible. (SPSC claims and publishes in one store, so nothing is half-written.)
+        let tail = self.producer.tail.load(Ordering::Acquire);
+        let mut pos = head;
+        while pos != tail {
+            // SAFETY: [head, tail) hold published values; the caller excludes every other popper.
+            let value = self.slot(pos).with(|p| unsafe { (*p).assume_init_read() });
+            // Publish progress before `f`, so a panic in `f` cannot cause a double drop.
+            self.consumer
+                .head
+                .store(pos.wrapping_add(1), Ordering::Release);
+            f(pos, value);
+            pos = pos.wrapping_add(1);
+        }
+    }
+
+    fn has_item(&self) -> bool {
+        self.producer.tail.load(Ordering::Acquire) != self.consumer.head.load(Ordering::Acquire)
+    }
+
+    fn has_space(&self) -> bool {
+        self.len() < self.slots.len()
+    }
+
+    fn len(&self) -> usize {
+        // Load head first: tail only grows, so tail - head cannot underflow.
+        let head = self.consumer.head.load(Ordering::Acquire);
+        let tail = self.producer.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(self.slots.len())
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+impl<T> Drop for SpscRing<T> {
+    fn drop(&mut self) {
+        let head = self.consumer.head.load(Ordering::Relaxed);
+        let tail = self.producer.tail.load(Ordering::Relaxed);
+        let mut pos = head;
+        while pos != tail {
+            // SAFETY: `&mut self`: no other access; slots in [head, tail) hold initialized values,
+            // each dropped once.
+            self.slot(pos)
+                .with_mut(|p| unsafe { (*p).assume_init_drop() });
+            pos = pos.wrapping_add(1);
+        }
+    }
+}
+
+/// Creates a channel of at least `capacity` slots (rounded up to a power of two) with the default
+/// [`WaitStrategy::SpinThenPark`]. Use [`Builder`](crate::Builder) for another strategy or a typed
+/// capacity error.
+///
+/// # Panics
+/// If `capacity` is 0 or rounds up past [`MAX_CAPACITY`](crate::MAX_CAPACITY).
+pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+    crate::Builder::new(capacity)
+        .spsc()
+        .unwrap_or_else(|e| panic!("spsc::channel: {e}"))
+}
+
+pub(crate) fn with_wait<T>(capacity: usize, wait: WaitStrategy) -> (Producer<T>, Consumer<T>) {
+    let chan = Arc::new(Chan::new(capacity, wait));
+    (
+        Producer {
+            chan: chan.clone(),
+            _not_sync: PhantomData,
+        },
+        Consumer {
+            chan,
+            _not_sync: PhantomData,
+        },
+    )
+}
+
+/// The sending end of an [`spsc`](self) channel. `Send`, not `Sync`, not `Clone`.
+pub struct Producer<T> {
+    chan: Arc<Chan<T, SpscRing<T>>>,
+    /// Makes the type `!Sync`: two threads must never push through one `&Producer`.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The receiving end of an [`spsc`](self) channel. `Send`, not `Sync`, not `Clone`.
+pub struct Consumer<T> {
+    chan: Arc<Chan<T, SpscRing<T>>>,
+    /// Makes the type `!Sync`: two threads must never pop through one `&Consumer`.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<T> Producer<T> {
+    sender_api!();
+}
+impl<T> Consumer<T> {
+    receiver_api!();
+}
+debug_endpoint!(Producer);
+debug_endpoint!(Consumer);
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        self.chan.drop_sender();
+    }
+}
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.chan.drop_receiver();
+    }
+}

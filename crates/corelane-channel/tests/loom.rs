@@ -1,0 +1,141 @@
+//! Loom models of the rings and the wake-up protocol. Run with:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg corelane_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!     cargo test -p corelane-channel --test loom --release
+//! ```
+//!
+//! Capacities are tiny so that full, empty and wrap-around are all reached within the model.
+#![cfg(corelane_loom)]
+
+use corelane_channel::{Builder, RecvError, TryRecvError, TrySendError, WaitStrategy};
+use loom::thread;
+
+#[test]
+fn spsc_push_pop_wraps_in_order() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(2)
+            .wait_strategy(WaitStrategy::Park)
+            .spsc::<u32>()
+            .unwrap();
+        let h = thread::spawn(move || {
+            for i in 0..3 {
+                let mut v = i;
+                loop {
+                    match tx.try_send(v) {
+                        Ok(()) => break,
+                        Err(TrySendError::Full(back)) => {
+                            v = back;
+                            thread::yield_now();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let mut expected = 0;
+        while expected < 3 {
+            match rx.try_recv() {
+                Ok(v) => {
+                    assert_eq!(v, expected);
+                    expected += 1;
+                }
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        h.join().unwrap();
+    });
+}
+
+#[test]
+fn spsc_blocking_recv_sees_close_after_values() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1)
+            .wait_strategy(WaitStrategy::Park)
+            .spsc::<u32>()
+            .unwrap();
+        let h = thread::spawn(move || {
+            tx.send(1).unwrap();
+            drop(tx);
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Err(RecvError));
+        h.join().unwrap();
+    });
+}
+
+#[test]
+fn spsc_blocked_sender_wakes_when_receiver_closes() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1)
+            .wait_strategy(WaitStrategy::Park)
+            .spsc::<u32>()
+            .unwrap();
+        tx.try_send(0).unwrap();
+        let h = thread::spawn(move || tx.send(1));
+        drop(rx);
+        assert_eq!(h.join().unwrap().unwrap_err().into_inner(), 1);
+    });
+}
+
+#[test]
+fn mpsc_two_producers_exactly_once() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(2)
+            .wait_strategy(WaitStrategy::Park)
+            .mpsc::<u32>()
+            .unwrap();
+        let tx2 = tx.clone();
+        let a = thread::spawn(move || tx.send(1).unwrap());
+        let b = thread::spawn(move || tx2.send(2).unwrap());
+        let mut got = [rx.recv().unwrap(), rx.recv().unwrap()];
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(rx.recv(), Err(RecvError));
+        a.join().unwrap();
+        b.join().unwrap();
+    });
+}
+
+#[test]
+fn mpsc_close_with_queued_value_drops_it() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1)
+            .wait_strategy(WaitStrategy::Park)
+            .mpsc::<loom::sync::Arc<()>>()
+            .unwrap();
+        let value = loom::sync::Arc::new(());
+        let probe = value.clone();
+        let h = thread::spawn(move || {
+            let _ = tx.send(value);
+        });
+        drop(rx);
+        h.join().unwrap();
+        // Whether the send won or lost the race with the close, the value is gone now.
+        assert_eq!(loom::sync::Arc::strong_count(&probe), 1);
+    });
+}
+
+#[test]
+fn mpsc_send_racing_close_is_handed_back_or_dropped_never_lost() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1)
+            .wait_strategy(WaitStrategy::Park)
+            .mpsc::<loom::sync::Arc<()>>()
+            .unwrap();
+        let value = loom::sync::Arc::new(());
+        let probe = value.clone();
+        tx.try_send(loom::sync::Arc::new(())).unwrap();
+        let h = thread::spawn(move || tx.send(value));
+        drop(rx);
+        match h.join().unwrap() {
+            // Handed back: the caller still owns it.
+            Err(e) => assert_eq!(loom::sync::Arc::strong_count(&e.into_inner()), 2),
+            Ok(()) => {
+                panic!("a send into a channel whose receiver closed while it waited succeeded")
+            }
+        }
+        assert_eq!(loom::sync::Arc::strong_count(&probe), 1);
+    });
+}

@@ -1,0 +1,59 @@
+//! The MPMC flavor: the shared suite plus many-to-many exactly-once.
+#[macro_use]
+mod common;
+
+impl_ends!(
+    corelane_channel::mpmc::Sender<T>,
+    corelane_channel::mpmc::Receiver<T>
+);
+use common::{RecvEnd, SendEnd};
+flavor_suite!(mpmc);
+
+#[test]
+fn each_value_reaches_exactly_one_receiver_in_producer_order() {
+    for wait in STRATEGIES {
+        let (producers, consumers, per) = (2usize, 2usize, 20_000u64);
+        let (tx, rx) = Builder::new(16)
+            .wait_strategy(wait)
+            .mpmc::<(usize, u64)>()
+            .unwrap();
+        let ps: Vec<_> = (0..producers)
+            .map(|p| {
+                let tx = tx.clone();
+                thread::spawn(move || (0..per).for_each(|i| tx.send((p, i)).unwrap()))
+            })
+            .collect();
+        let cs: Vec<_> = (0..consumers)
+            .map(|_| {
+                let rx = rx.clone();
+                thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut batch = Vec::new();
+                    loop {
+                        batch.clear();
+                        match rx.recv_batch(&mut batch, 4) {
+                            Ok(_) => seen.extend_from_slice(&batch),
+                            Err(_) => return seen,
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop((tx, rx));
+        ps.into_iter().for_each(|h| h.join().unwrap());
+        let mut count = vec![vec![0u8; per as usize]; producers];
+        for seen in cs.into_iter().map(|h| h.join().unwrap()) {
+            // Within one receiver, values of one producer arrive in increasing order.
+            let mut last = vec![None; producers];
+            for (p, i) in seen {
+                assert!(last[p] < Some(i), "producer {p} reordered ({wait:?})");
+                last[p] = Some(i);
+                count[p][i as usize] += 1;
+            }
+        }
+        assert!(
+            count.iter().flatten().all(|&c| c == 1),
+            "lost or duplicated values ({wait:?})"
+        );
+    }
+}
