@@ -24,7 +24,10 @@ fn main() {
     println!("spsc: 1M messages, sum {sum}, {:?}", start.elapsed());
 
     // Back-pressure is explicit: a full channel hands the message back.
-    let (tx, rx) = Builder::new(2).wait_strategy(WaitStrategy::Park).mpsc::<&str>().expect("capacity");
+    let (tx, rx) = Builder::new(2)
+        .wait_strategy(WaitStrategy::Park)
+        .mpsc::<&str>()
+        .expect("capacity");
     tx.try_send("a").unwrap();
     tx.try_send("b").unwrap();
     match tx.try_send("c") {

@@ -80,6 +80,32 @@ fn spsc_throughput(c: &mut Criterion) {
                 .sum()
         })
     });
+    g.bench_function("corelane_spsc_try_loop", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let (tx, rx) = spsc::channel::<u64>(CAP);
+                    stream!(
+                        move |mut v| loop {
+                            match tx.try_send(v) {
+                                Ok(()) => break,
+                                Err(e) => {
+                                    v = e.into_inner();
+                                    std::hint::spin_loop();
+                                }
+                            }
+                        },
+                        move || loop {
+                            if let Ok(v) = rx.try_recv() {
+                                break v;
+                            }
+                            std::hint::spin_loop();
+                        }
+                    )
+                })
+                .sum()
+        })
+    });
     g.bench_function("rtrb", |b| {
         b.iter_custom(|iters| {
             (0..iters)

@@ -239,7 +239,15 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's producer rule.
+    #[inline]
     pub(crate) unsafe fn send(&self, value: T) -> Result<(), SendError<T>> {
+        // Fast path first: most sends find room, and need none of the waiting machinery.
+        // SAFETY: forwarded from the caller.
+        let value = match unsafe { self.try_send(value) } {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(v)) => return Err(SendError(v)),
+            Err(TrySendError::Full(v)) => v,
+        };
         // SAFETY: forwarded from the caller.
         match unsafe { self.send_deadline(value, None) } {
             Ok(()) => Ok(()),
@@ -322,7 +330,15 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's consumer rule.
+    #[inline]
     pub(crate) unsafe fn recv(&self) -> Result<T, RecvError> {
+        // Fast path first, as in `send`.
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.try_recv() } {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(RecvError),
+            Err(TryRecvError::Empty) => {}
+        }
         // SAFETY: forwarded from the caller.
         unsafe { self.recv_deadline(None) }.map_err(|_| RecvError)
     }

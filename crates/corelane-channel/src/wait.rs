@@ -1,10 +1,10 @@
 //! Wait strategies and the sleeper signal every blocking operation parks on.
 //!
 //! # Wake-up protocol
-//! A [`Signal`] has a sleeper count, a mutex and a condvar. A thread that wants to park takes the
-//! mutex, raises the count, runs [`heavy_barrier`], re-checks its condition and only then waits.
+//! A [`Signal`] has a sleeper count, an epoch under a mutex, and a condvar. A thread that wants to
+//! park takes the mutex, raises the count, runs [`heavy_barrier`], re-checks its condition and only then waits.
 //! A thread that changed the channel (pushed or popped) runs [`light_barrier`] and reads the count;
-//! only when it is non-zero does it take the mutex and notify. So when nobody sleeps, the hot path
+//! only when it is non-zero does it take the mutex, zero the count, bump the epoch and notify. So when nobody sleeps, the hot path
 //! costs one compiler fence and one load of a read-mostly cache line, and never a lock.
 
 use std::time::{Duration, Instant};
@@ -43,13 +43,20 @@ pub const SPIN_BUDGET: Duration = Duration::from_micros(20);
 /// Attempts between two clock reads while spinning.
 const SPINS_PER_CLOCK_READ: u32 = 64;
 
+/// The most pause instructions between two attempts while spinning.
+const MAX_PAUSES: u32 = 64;
+
 /// Where threads blocked in one direction of a channel sleep.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
-    /// Threads between "raised the count" and "returned from the condvar". Written by sleepers
-    /// (under `lock`), read by notifiers after [`light_barrier`].
+    /// Threads parked (or about to park) that no notify has reached yet. Raised by a sleeper under
+    /// `epoch`'s lock; reset to 0 by a notifier under the same lock; read without the lock by
+    /// notifiers after [`light_barrier`]. Resetting it means one notify per park, not one per
+    /// message while the woken thread is still being scheduled.
     sleepers: AtomicUsize,
-    lock: Mutex<()>,
+    /// Bumped by every notify that found sleepers; a sleeper whose epoch did not move when it
+    /// returns (timeout, spurious wake-up, ready at once) takes itself off `sleepers`.
+    epoch: Mutex<u64>,
     cond: Condvar,
 }
 
@@ -72,47 +79,60 @@ impl Signal {
         }
     }
 
-    /// Wakes every sleeper unconditionally (disconnection).
+    /// Wakes every sleeper (also used unconditionally on disconnection).
+    #[cold]
     pub(crate) fn notify_all(&self) {
-        let _guard = lock(&self.lock);
-        self.cond.notify_all();
+        let mut epoch = lock(&self.epoch);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.sleepers.store(0, Ordering::Relaxed);
+            *epoch = epoch.wrapping_add(1);
+            self.cond.notify_all();
+        }
     }
 
     /// Parks until notified, `ready()` holds, or `deadline` passes. May return spuriously; the
     /// caller re-tries its operation either way.
+    #[cold]
     fn park(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) {
-        let guard = lock(&self.lock);
+        let mut epoch = lock(&self.epoch);
+        let parked_at = *epoch;
         self.sleepers.fetch_add(1, Ordering::Relaxed);
         // Pairs with the notifier's `light_barrier`: either the notifier now sees our count, or we
         // now see its publication in `ready()`.
         heavy_barrier();
         if !ready() {
-            match deadline {
-                None => drop(self.cond.wait(guard).unwrap_or_else(|e| e.into_inner())),
+            epoch = match deadline {
+                None => self.cond.wait(epoch).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now < deadline {
-                        drop(wait_timeout(&self.cond, guard, deadline - now));
+                        wait_timeout(&self.cond, epoch, deadline - now)
+                    } else {
+                        epoch
                     }
                 }
-            }
+            };
         }
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        if *epoch == parked_at {
+            // No notify counted us out; do it ourselves.
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
-    // The mutex guards no data, so a poisoned lock is as good as a clean one.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The epoch stays consistent under any panic (it is only ever incremented), so a poisoned lock
+    // is as good as a clean one.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(not(corelane_loom))]
-fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, ()>, d: Duration) -> MutexGuard<'a, ()> {
+fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, d: Duration) -> MutexGuard<'a, u64> {
     c.wait_timeout(g, d).unwrap_or_else(|e| e.into_inner()).0
 }
 
 #[cfg(corelane_loom)]
-fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, ()>, _d: Duration) -> MutexGuard<'a, ()> {
+fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexGuard<'a, u64> {
     // loom has no clock: a timed wait is modeled as an untimed one.
     c.wait(g).unwrap_or_else(|e| e.into_inner())
 }
@@ -120,6 +140,10 @@ fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, ()>, _d: Duration) -> MutexGu
 /// Runs `attempt` until it returns `Some`, waiting between tries by `strategy` on `signal`.
 /// Returns `None` if `deadline` passed first. `ready` is a cheap read-only check that the attempt
 /// may now succeed (it must become true once the awaited change is published).
+///
+/// The spin phase reads no clock for its first [`SPINS_PER_CLOCK_READ`] attempts (most waits end
+/// there); under `SpinThenPark` the second half of [`SPIN_BUDGET`] yields between attempts, so a
+/// peer sharing this core gets to run before we give up and park.
 pub(crate) fn block_on<R>(
     strategy: WaitStrategy,
     signal: &Signal,
@@ -132,10 +156,22 @@ pub(crate) fn block_on<R>(
     }
     let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     if strategy != WaitStrategy::Park {
-        let spin_until = Instant::now() + SPIN_BUDGET;
+        let mut started: Option<Instant> = None;
         let mut spins = 0u32;
+        let mut yielding = false;
+        // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
+        // waiter that re-reads the peer's index on every pause steals its cache line on every
+        // publish and locks both sides into one transfer per message.
+        let mut pauses = 1u32;
         loop {
-            spin_hint();
+            if yielding {
+                yield_now();
+            } else {
+                for _ in 0..pauses {
+                    spin_hint();
+                }
+                pauses = (pauses * 2).min(MAX_PAUSES);
+            }
             if let Some(r) = attempt() {
                 return Some(r);
             }
@@ -145,8 +181,12 @@ pub(crate) fn block_on<R>(
                 if past(now) {
                     return None;
                 }
-                if strategy != WaitStrategy::Spin && now >= spin_until {
-                    break;
+                let spent = now - *started.get_or_insert(now);
+                if strategy != WaitStrategy::Spin {
+                    if spent >= SPIN_BUDGET {
+                        break;
+                    }
+                    yielding = strategy == WaitStrategy::SpinThenPark && spent >= SPIN_BUDGET / 2;
                 }
             }
         }

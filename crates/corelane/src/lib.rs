@@ -10,3 +10,4 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub use corelane_channel as channel;
+pub use corelane_partition as partition;
