@@ -135,18 +135,24 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// pushed before the flag was visible, in which case this drain sees and drops its value (the
     /// send linearizes before the close). No value is ever accepted by a closed channel.
     pub(crate) fn drop_receiver(&self) {
+        self.close_receiver(&mut |v| drop(v));
+    }
+
+    /// Drops one receiver like [`Chan::drop_receiver`], but hands every queued value to `sink`
+    /// instead of dropping it (when this is the last receiver).
+    pub(crate) fn close_receiver(&self, sink: &mut dyn FnMut(T)) {
         if self.ends.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.ends.rx_closed.store(true, Ordering::Relaxed);
             // Pairs with the senders' `light_barrier` after their push (see `published`).
             heavy_barrier();
-            let _guard = self
+            let guard = self
                 .ends
                 .close_lock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             // SAFETY: no receiver is left, and the close lock excludes sender reclaims.
-            unsafe { self.ring.drain(&mut |_, v| drop(v)) };
-            drop(_guard);
+            unsafe { self.ring.drain(&mut |_, v| sink(v)) };
+            drop(guard);
             self.not_full.notify_all();
         }
     }

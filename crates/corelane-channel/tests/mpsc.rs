@@ -62,3 +62,59 @@ fn blocked_senders_all_wake_on_receiver_drop() {
     back.sort();
     assert_eq!(back, [1, 2, 3]);
 }
+
+#[test]
+fn close_returns_queued_messages_and_rejects_later_sends() {
+    let (tx, rx) = mpsc::channel::<u32>(8);
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(rx.close(), [0, 1, 2, 3, 4]);
+    assert_eq!(tx.try_send(9), Err(TrySendError::Disconnected(9)));
+}
+
+#[test]
+fn close_racing_senders_loses_nothing() {
+    for _ in 0..50 {
+        let (tx, rx) = mpsc::channel::<u64>(64);
+        let senders: Vec<_> = (0..2u64)
+            .map(|p| {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    let (mut ok, mut back) = (Vec::new(), Vec::new());
+                    for i in 0..2_000 {
+                        match tx.try_send(p * 10_000 + i) {
+                            Ok(()) => ok.push(p * 10_000 + i),
+                            Err(TrySendError::Full(_)) => {}
+                            Err(TrySendError::Disconnected(v)) => back.push(v),
+                        }
+                    }
+                    (ok, back)
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut received = Vec::new();
+        for _ in 0..100 {
+            if let Ok(v) = rx.try_recv() {
+                received.push(v);
+            }
+        }
+        received.extend(rx.close());
+        let mut accepted = Vec::new();
+        for h in senders {
+            let (ok, back) = h.join().unwrap();
+            accepted.extend(ok);
+            assert!(
+                back.iter().all(|v| !received.contains(v)),
+                "a handed-back message was also delivered"
+            );
+        }
+        received.sort();
+        accepted.sort();
+        assert_eq!(
+            received, accepted,
+            "every accepted message is received or returned by close"
+        );
+    }
+}
