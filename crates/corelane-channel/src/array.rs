@@ -222,20 +222,26 @@ impl<T, const MC: bool> Ring<T> for ArrayRing<T, MC> {
     }
 
     unsafe fn drain(&self, f: &mut dyn FnMut(usize, T)) {
-        // Every position below `tail` has been claimed; its producer writes it without blocking.
-        let tail = self.tail.load(Ordering::Acquire);
-        let mut pos = self.head.load(Ordering::Relaxed);
-        while pos != tail {
-            // Wait for a claimed-but-unwritten slot; Acquire pairs with `write`'s Release.
-            while self.slot(pos).stamp.load(Ordering::Acquire) != stamp(pos, 1) {
-                crate::sync::yield_now();
+        // Pops by the normal claim (CAS-safe against an evicting receiver clone in MPMC mode)
+        // until every claimed position has been consumed; a position claimed but not yet written
+        // is waited for (its producer writes it without blocking).
+        loop {
+            match self.claim(&self.head, 1, 1, !MC) {
+                (pos, 1) => {
+                    // SAFETY: we claimed `pos` (by CAS, or as the sole consumer: the caller
+                    // excludes every other popper in single-consumer mode).
+                    let value = unsafe { self.take(pos) };
+                    f(pos, value);
+                }
+                _ => {
+                    // Acquire pairs with the producers' claim of `tail` so that a claimed position
+                    // is waited for rather than missed.
+                    if self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire) {
+                        return;
+                    }
+                    crate::sync::yield_now();
+                }
             }
-            // SAFETY: the caller excludes every other popper, and the slot now holds `pos`'s value.
-            let value = unsafe { self.take(pos) };
-            pos = pos.wrapping_add(1);
-            // Relaxed: only drains and the (absent) consumers touch `head` now.
-            self.head.store(pos, Ordering::Relaxed);
-            f(pos.wrapping_sub(1), value);
         }
     }
 

@@ -44,8 +44,8 @@ pub(crate) trait Ring<T> {
     /// position to `f`; waits for positions claimed but not yet written.
     ///
     /// # Safety
-    /// No other thread pops or drains meanwhile (the channel's close lock is held and no receiver
-    /// is left).
+    /// The close lock is held, and the ring's consumer rule holds (for single-consumer rings: no
+    /// receiver is left; multi-consumer rings may have concurrent poppers).
     unsafe fn drain(&self, f: &mut dyn FnMut(usize, T));
     /// Whether a pop may now succeed (a hint: may be stale, but true once a push is published).
     fn has_item(&self) -> bool;
@@ -142,19 +142,31 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// instead of dropping it (when this is the last receiver).
     pub(crate) fn close_receiver(&self, sink: &mut dyn FnMut(T)) {
         if self.ends.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.ends.rx_closed.store(true, Ordering::Relaxed);
-            // Pairs with the senders' `light_barrier` after their push (see `published`).
-            heavy_barrier();
-            let guard = self
-                .ends
-                .close_lock
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            // SAFETY: no receiver is left, and the close lock excludes sender reclaims.
-            unsafe { self.ring.drain(&mut |_, v| sink(v)) };
-            drop(guard);
-            self.not_full.notify_all();
+            // SAFETY: no receiver is left, so the drain pops alone.
+            unsafe { self.seal(sink) };
         }
+    }
+
+    /// Closes the channel for every sender (sends fail and hand their value back from now on)
+    /// and hands every queued value to `sink`. Sends racing with it either fail that way or
+    /// their value reaches `sink` (or the drain of a later reclaim), never both.
+    ///
+    /// # Safety
+    /// The ring's consumer rule holds for the drain: single-consumer rings have no other receiver
+    /// popping meanwhile.
+    pub(crate) unsafe fn seal(&self, sink: &mut dyn FnMut(T)) {
+        self.ends.rx_closed.store(true, Ordering::Relaxed);
+        // Pairs with the senders' `light_barrier` after their push (see `published`).
+        heavy_barrier();
+        let guard = self
+            .ends
+            .close_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the close lock is held; the consumer rule is forwarded from the caller.
+        unsafe { self.ring.drain(&mut |_, v| sink(v)) };
+        drop(guard);
+        self.not_full.notify_all();
     }
 
     /// Called after a push of positions `[first, first + n)`. Wakes a sleeping receiver and, if the
@@ -182,7 +194,8 @@ impl<T, R: Ring<T>> Chan<T, R> {
             .close_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // SAFETY: `rx_closed` is set, so no receiver is left; the close lock excludes other drains.
+        // SAFETY: `rx_closed` is set: no receiver is left, or (multi-consumer rings, after
+        // `seal`) the remaining ones pop by CAS; the close lock excludes other drains.
         unsafe {
             self.ring.drain(&mut |pos, v| {
                 if pos.wrapping_sub(first) < n {

@@ -61,6 +61,17 @@ impl<T> Sender<T> {
 }
 impl<T> Receiver<T> {
     receiver_api!();
+
+    /// Closes the channel for every sender, even while other receivers exist, and returns every
+    /// message still queued, in order. Later sends fail and hand their message back; a send racing
+    /// with the close either fails that way or its message is in the returned `Vec`. Other
+    /// receivers can still take what arrives in that race, then see an empty channel.
+    pub fn close_all(&self) -> Vec<T> {
+        let mut rest = Vec::new();
+        // SAFETY: the MPMC ring has no consumer rule.
+        unsafe { self.chan.seal(&mut |v| rest.push(v)) };
+        rest
+    }
 }
 debug_endpoint!(Sender);
 debug_endpoint!(Receiver);

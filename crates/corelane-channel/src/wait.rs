@@ -205,3 +205,63 @@ pub(crate) fn block_on<R>(
         }
     }
 }
+
+/// A wake-up primitive for a thread that waits on several sources at once (for example a worker
+/// with an inbox and several lanes): producers [`ring`](Doorbell::ring) it after publishing to any
+/// source; the consumer [`wait`](Doorbell::wait)s until its own readiness check holds.
+///
+/// It uses the channels' protocol: ringing costs a compiler fence and one load when nobody
+/// sleeps, and takes a lock only to wake a sleeper.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use corelane_channel::{Doorbell, WaitStrategy};
+///
+/// let bell = Arc::new(Doorbell::new());
+/// let flag = Arc::new(AtomicBool::new(false));
+/// let (b, f) = (bell.clone(), flag.clone());
+/// let waiter = std::thread::spawn(move || {
+///     b.wait(WaitStrategy::SpinThenPark, None, &|| f.load(Ordering::Acquire))
+/// });
+/// flag.store(true, Ordering::Release);
+/// bell.ring();
+/// assert!(waiter.join().unwrap());
+/// ```
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    signal: Signal,
+}
+
+impl Doorbell {
+    /// A doorbell nobody waits on yet.
+    pub fn new() -> Self {
+        crate::sync::init_barriers();
+        Self::default()
+    }
+
+    /// Wakes the waiter, if any. Call after publishing what its readiness check looks at.
+    #[inline]
+    pub fn ring(&self) {
+        self.signal.notify();
+    }
+
+    /// Waits by `strategy` until `ready()` returns true (checked before every sleep and after
+    /// every wake-up) or `deadline` passes. Returns whether `ready()` held.
+    pub fn wait(
+        &self,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        ready: &dyn Fn() -> bool,
+    ) -> bool {
+        block_on(
+            strategy,
+            &self.signal,
+            deadline,
+            || ready().then_some(()),
+            ready,
+        )
+        .is_some()
+    }
+}

@@ -57,3 +57,16 @@ fn each_value_reaches_exactly_one_receiver_in_producer_order() {
         );
     }
 }
+
+#[test]
+fn close_all_seals_with_other_receivers_alive_and_loses_nothing() {
+    let (tx, rx) = mpmc::channel::<u32>(8);
+    let other = rx.clone();
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(other.try_recv(), Ok(0));
+    assert_eq!(rx.close_all(), [1, 2, 3, 4]);
+    assert_eq!(tx.try_send(9), Err(TrySendError::Disconnected(9)));
+    assert_eq!(other.try_recv(), Err(TryRecvError::Empty));
+}
