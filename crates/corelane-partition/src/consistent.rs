@@ -4,7 +4,7 @@
 use std::hash::Hash;
 
 use crate::hash::KeyHasher;
-use crate::{mix64, PartitionError, Partitioner};
+use crate::{fixed_size, mix64, PartitionError, Partitioner, Resize};
 
 /// Per-member salt for rendezvous scores.
 #[inline(always)]
@@ -339,5 +339,32 @@ impl<K: Hash + ?Sized> Partitioner<K> for RingPartitioner {
     }
     fn partitions(&self) -> usize {
         self.members.next_id
+    }
+}
+
+impl Resize for ConsistentHashPartitioner {
+    /// Accepts `n` only if it equals [`Partitioner::partitions`] (ids are stable; use `add` and
+    /// `remove` to change membership).
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.members.next_id;
+        fixed_size(self, have, n)
+    }
+}
+
+impl Resize for RendezvousPartitioner {
+    /// Accepts `n` only if it equals [`Partitioner::partitions`] (ids are stable; use `add` and
+    /// `remove` to change membership).
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.members.next_id;
+        fixed_size(self, have, n)
+    }
+}
+
+impl Resize for RingPartitioner {
+    /// Accepts `n` only if it equals [`Partitioner::partitions`] (ids are stable; use `add` and
+    /// `remove` to change membership).
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.members.next_id;
+        fixed_size(self, have, n)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::hash::Hash;
 
-use crate::{reduce, PartitionError, Partitioner};
+use crate::{reduce, PartitionError, Partitioner, Resize};
 
 /// Fixed ahash seeds: the same key hashes the same in every run of the same build.
 const SEEDS: [u64; 4] = [
@@ -48,7 +48,7 @@ impl std::fmt::Debug for KeyHasher {
 ///
 /// # Examples
 /// ```
-/// use corelane_partition::{HashPartitioner, Partitioner};
+/// use corelane_partition::{HashPartitioner, Partitioner, Resize};
 /// let p = HashPartitioner::new().for_partitions(8)?;
 /// assert!(p.partition(&"key") < 8);
 /// # Ok::<(), corelane_partition::PartitionError>(())
@@ -60,7 +60,7 @@ pub struct HashPartitioner {
 }
 
 impl HashPartitioner {
-    /// A hash partitioner with one partition; a pool (or [`Partitioner::for_partitions`]) sizes it.
+    /// A hash partitioner with one partition; a pool (or [`Resize::for_partitions`]) sizes it.
     pub fn new() -> Self {
         Self {
             hasher: KeyHasher::default(),
@@ -75,12 +75,10 @@ impl HashPartitioner {
     pub fn with_partitions(n: usize) -> Result<Self, PartitionError> {
         Self::new().for_partitions(n)
     }
+}
 
-    /// This partitioner over `n` partitions (same hash, new size).
-    ///
-    /// # Errors
-    /// [`PartitionError::Zero`] for `n == 0`.
-    pub fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+impl Resize for HashPartitioner {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
         if n == 0 {
             return Err(PartitionError::Zero);
         }
@@ -104,15 +102,6 @@ impl<K: Hash + ?Sized> Partitioner<K> for HashPartitioner {
     }
     fn partitions(&self) -> usize {
         self.partitions
-    }
-    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
-        if n == 0 {
-            return Err(PartitionError::Zero);
-        }
-        Ok(Self {
-            partitions: n,
-            ..self
-        })
     }
 }
 
@@ -194,6 +183,12 @@ impl StableHashPartitioner {
     }
 }
 
+impl Resize for StableHashPartitioner {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        Self::with_partitions(n)
+    }
+}
+
 impl<K: KeyBytes + ?Sized> Partitioner<K> for StableHashPartitioner {
     #[inline]
     fn partition(&self, key: &K) -> usize {
@@ -201,9 +196,6 @@ impl<K: KeyBytes + ?Sized> Partitioner<K> for StableHashPartitioner {
     }
     fn partitions(&self) -> usize {
         self.partitions
-    }
-    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
-        Self::with_partitions(n)
     }
 }
 
@@ -258,6 +250,12 @@ impl JumpPartitioner {
     }
 }
 
+impl Resize for JumpPartitioner {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        Self::with_partitions(n)
+    }
+}
+
 impl<K: Hash + ?Sized> Partitioner<K> for JumpPartitioner {
     #[inline]
     fn partition(&self, key: &K) -> usize {
@@ -265,8 +263,5 @@ impl<K: Hash + ?Sized> Partitioner<K> for JumpPartitioner {
     }
     fn partitions(&self) -> usize {
         self.partitions
-    }
-    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
-        Self::with_partitions(n)
     }
 }

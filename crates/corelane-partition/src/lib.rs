@@ -54,23 +54,34 @@ pub trait Partitioner<K: ?Sized>: Send + Sync {
 
     /// The number of partitions (one past the largest result [`Partitioner::partition`] can give).
     fn partitions(&self) -> usize;
+}
 
+/// Sizing a partitioner for a given number of partitions, independent of the key type, so a pool
+/// can fit whatever partitioner it is given to its worker count.
+pub trait Resize: Sized {
     /// This partitioner, sized for `n` partitions. Partitioners that can take any size
-    /// ([`HashPartitioner`], [`JumpPartitioner`], ...) resize; the others accept only their own
-    /// size.
+    /// ([`HashPartitioner`], [`JumpPartitioner`], [`StableHashPartitioner`],
+    /// [`RoundRobinPartitioner`]) resize; the others accept only their own size.
     ///
     /// # Errors
     /// [`PartitionError::Zero`] for `n == 0`; [`PartitionError::Mismatch`] when this partitioner
     /// has a fixed size other than `n`.
-    fn for_partitions(self, n: usize) -> Result<Self, PartitionError>
-    where
-        Self: Sized,
-    {
-        match (n, self.partitions()) {
-            (0, _) => Err(PartitionError::Zero),
-            (n, have) if n == have => Ok(self),
-            (want, have) => Err(PartitionError::Mismatch { want, have }),
-        }
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError>;
+}
+
+/// `Resize` for fixed-size partitioners: accept `n` only if it is their size.
+pub(crate) fn fixed_size<P>(p: P, have: usize, want: usize) -> Result<P, PartitionError> {
+    match want {
+        0 => Err(PartitionError::Zero),
+        n if n == have => Ok(p),
+        _ => Err(PartitionError::Mismatch { want, have }),
+    }
+}
+
+impl<K: ?Sized> Resize for Box<dyn Partitioner<K>> {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.partitions();
+        fixed_size(self, have, n)
     }
 }
 

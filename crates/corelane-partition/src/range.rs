@@ -1,6 +1,6 @@
 //! Range partitioning over sorted split points.
 
-use crate::{PartitionError, Partitioner};
+use crate::{fixed_size, PartitionError, Partitioner, Resize};
 
 /// Splits an ordered key space at sorted, distinct bounds: with bounds `[b0, b1, ..]`, keys below
 /// `b0` go to partition 0, keys in `[b0, b1)` to 1, and so on: `bounds.len() + 1` partitions.
@@ -45,5 +45,12 @@ impl<K: Ord + Send + Sync> Partitioner<K> for RangePartitioner<K> {
     }
     fn partitions(&self) -> usize {
         self.bounds.len() + 1
+    }
+}
+
+impl<K> Resize for RangePartitioner<K> {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.bounds.len() + 1;
+        fixed_size(self, have, n)
     }
 }

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::fmt;
 
-use crate::{mix64, PartitionError, Partitioner};
+use crate::{fixed_size, mix64, PartitionError, Partitioner, Resize};
 
 thread_local! {
     /// This thread's round-robin position. Starts at a per-thread pseudo-random value so that
@@ -61,6 +61,9 @@ impl<K: ?Sized> Partitioner<K> for RoundRobinPartitioner {
     fn partitions(&self) -> usize {
         self.partitions
     }
+}
+
+impl Resize for RoundRobinPartitioner {
     fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
         Self::with_partitions(n)
     }
@@ -111,5 +114,12 @@ impl<K: ?Sized, F: Fn(&K) -> usize + Send + Sync> Partitioner<K> for FnPartition
     }
     fn partitions(&self) -> usize {
         self.partitions
+    }
+}
+
+impl<F> Resize for FnPartitioner<F> {
+    fn for_partitions(self, n: usize) -> Result<Self, PartitionError> {
+        let have = self.partitions;
+        fixed_size(self, have, n)
     }
 }

@@ -1,6 +1,7 @@
 //! Properties every partitioner must have, and the movement guarantees of the consistent ones.
 
 use corelane_partition::*;
+
 use proptest::prelude::*;
 
 fn all(n: usize) -> Vec<(&'static str, Box<dyn Partitioner<u64>>)> {

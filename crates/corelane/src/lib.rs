@@ -1,13 +1,78 @@
 //! corelane: a shared-nothing worker runtime for Rust.
 //!
+//! Implement [`Worker`]: per-worker state built on the worker's own thread, never shared. Build a
+//! [`Pool`], pinning each worker to a core. Route with [`Pool::send_partitioned`]: the same key
+//! always reaches the same worker, so its state needs no lock.
+//!
 //! ```
-//! let (tx, rx) = corelane::channel::spsc::channel::<u32>(16);
-//! tx.send(7).unwrap();
-//! assert_eq!(rx.recv(), Ok(7));
+//! use std::collections::HashMap;
+//! use corelane::prelude::*;
+//!
+//! struct Counter;
+//! enum Cmd { Add(u64), Get(u64, Reply<u64>) }
+//!
+//! impl Worker for Counter {
+//!     type Message = Cmd;
+//!     type State = HashMap<u64, u64>;
+//!     fn init(&mut self, _ctx: &mut Context<'_, Self>) -> Result<Self::State, BoxError> {
+//!         Ok(HashMap::new())
+//!     }
+//!     fn handle(&mut self, state: &mut Self::State, msg: Cmd, _ctx: &mut Context<'_, Self>) {
+//!         match msg {
+//!             Cmd::Add(k) => *state.entry(k).or_default() += 1,
+//!             Cmd::Get(k, reply) => reply.send(state.get(&k).copied().unwrap_or(0)),
+//!         }
+//!     }
+//! }
+//!
+//! let cores = corelane::available_cores();
+//! let pool = Pool::builder()
+//!     .workers(2)
+//!     .worker_config(move |i| WorkerConfig::new().with_cpu_affinity(cores[i % cores.len()]))
+//!     .partitioner(HashPartitioner::new())
+//!     .spawn(|_index| Counter)?;
+//! for key in 0..100u64 {
+//!     pool.send_partitioned(&key, Cmd::Add(key))?;
+//! }
+//! let n: u64 = pool.ask(&7u64, |reply| Cmd::Get(7, reply))?;
+//! assert_eq!(n, 1);
+//! let report = pool.shutdown()?;
+//! assert_eq!(report.processed(), 101);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Crates: [`channel`] (SPSC/MPSC/MPMC rings), [`partition`] (key -> worker), [`worker`]
+//! (lifecycle, single workers), [`router`] (the pool).
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub use corelane_channel as channel;
 pub use corelane_partition as partition;
+pub use corelane_router as router;
+pub use corelane_worker as worker;
+
+pub use corelane_router::{Pool, PoolBuilder, Producer, ShutdownReport};
+pub use corelane_worker::{
+    AskError, BoxError, Context, Error, Overflow, Placement, Reply, RestartPolicy, SendError,
+    Worker, WorkerConfig,
+};
+
+/// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
+pub fn available_cores() -> Vec<usize> {
+    corelane_worker::available_cores()
+}
+
+/// Everything a typical user needs: `use corelane::prelude::*;`.
+pub mod prelude {
+    pub use crate::channel::WaitStrategy;
+    pub use crate::partition::{
+        ConsistentHashPartitioner, FnPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
+        RangePartitioner, RendezvousPartitioner, RoundRobinPartitioner, StableHashPartitioner,
+    };
+    pub use crate::router::{Pool, PoolMetrics, Producer, ShutdownReport};
+    pub use crate::worker::{
+        AskError, BoxError, Context, Error, Outcome, Overflow, Placement, Reply, RestartPolicy,
+        SendError, Worker, WorkerConfig, WorkerReport,
+    };
+}

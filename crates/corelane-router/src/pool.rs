@@ -1,0 +1,439 @@
+//! The pool and its builder.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use corelane_partition::{HashPartitioner, Partitioner, Resize};
+use corelane_worker::internal;
+use corelane_worker::{
+    AskError, BoxError, Context, Error, Peers, Reply, SendError, Slot, Worker, WorkerConfig,
+    WorkerReport,
+};
+
+use crate::{PoolMetrics, Producer, ShutdownReport};
+
+/// How long a timed shutdown waits past its deadline for a handler in progress to return.
+const GRACE: Duration = Duration::from_millis(100);
+
+/// Configures a [`Pool`]; from [`Pool::builder`]. Validates everything at [`spawn`](Self::spawn).
+pub struct PoolBuilder<P = HashPartitioner> {
+    workers: Option<usize>,
+    config: Box<dyn Fn(usize) -> WorkerConfig>,
+    partitioner: P,
+}
+
+impl<P> std::fmt::Debug for PoolBuilder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
+    /// Number of workers (default: one per available core).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// The configuration of worker `i`, e.g. `|i| WorkerConfig::new().with_cpu_affinity(i)`.
+    pub fn worker_config(mut self, config: impl Fn(usize) -> WorkerConfig + 'static) -> Self {
+        self.config = Box::new(config);
+        self
+    }
+
+    /// How keys map to workers (default [`HashPartitioner`]); resized to the worker count if it
+    /// can be, else its size must equal the worker count.
+    pub fn partitioner<Q: Resize + Send + Sync + 'static>(self, partitioner: Q) -> PoolBuilder<Q> {
+        PoolBuilder {
+            workers: self.workers,
+            config: self.config,
+            partitioner,
+        }
+    }
+
+    /// Builds the workers with `factory(index)` and starts them, each on its own thread, pinned
+    /// as configured, running `init` there. Returns once every `init` succeeded.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for zero workers, a core that does not exist (naming the cores
+    /// that do), a bad capacity, or a partitioner of the wrong size; [`Error::Init`] or
+    /// [`Error::InitPanic`] if an `init` fails (workers already started are stopped first);
+    /// [`Error::Spawn`].
+    pub fn spawn<W: Worker>(
+        self,
+        mut factory: impl FnMut(usize) -> W,
+    ) -> Result<Pool<W, P>, Error> {
+        let n = match self.workers {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if n == 0 {
+            return Err(Error::InvalidConfig(
+                "a pool needs at least one worker".into(),
+            ));
+        }
+        let partitioner = Arc::new(
+            self.partitioner
+                .for_partitions(n)
+                .map_err(|e| Error::InvalidConfig(format!("partitioner: {e}")))?,
+        );
+        let configs: Vec<WorkerConfig> = (0..n).map(|i| (self.config)(i)).collect();
+        let mut slots = Vec::with_capacity(n);
+        let mut pins = Vec::with_capacity(n);
+        for (i, cfg) in configs.iter().enumerate() {
+            let (slot, pin) = internal::slot(i, cfg)?;
+            slots.push(slot);
+            pins.push(pin);
+        }
+        let erased: Arc<dyn Any + Send + Sync> = partitioner.clone();
+        let peers = Arc::new(Peers::new(slots, Some(erased)));
+        let (reports_tx, reports) = flume::unbounded();
+        let mut threads = Vec::with_capacity(n);
+        for (i, (cfg, pin)) in configs.iter().zip(pins).enumerate() {
+            let slot = peers.slots()[i].clone();
+            match internal::start(
+                factory(i),
+                cfg,
+                slot,
+                peers.clone(),
+                pin,
+                reports_tx.clone(),
+            ) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    for slot in &peers.slots()[..i] {
+                        internal::request_stop(slot, None);
+                    }
+                    threads
+                        .into_iter()
+                        .for_each(|t: JoinHandle<()>| drop(t.join()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Pool {
+            inner: Arc::new(Inner {
+                peers,
+                partitioner,
+                threads: Mutex::new(Some(threads)),
+                reports,
+            }),
+        })
+    }
+}
+
+/// A placeholder worker type, so that `Pool::builder()` needs no type annotations.
+#[derive(Debug)]
+pub enum NoWorker {}
+
+impl Worker for NoWorker {
+    type Message = ();
+    type State = ();
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        match *self {}
+    }
+    fn handle(&mut self, _: &mut (), _: (), _: &mut Context<'_, Self>) {
+        match *self {}
+    }
+}
+
+struct Inner<W: Worker, P> {
+    peers: Arc<Peers<W::Message>>,
+    partitioner: Arc<P>,
+    /// Taken by the first shutdown.
+    threads: Mutex<Option<Vec<JoinHandle<()>>>>,
+    reports: flume::Receiver<WorkerReport<W::Message>>,
+}
+
+impl<W: Worker, P> Inner<W, P> {
+    fn shutdown(&self, deadline: Option<Instant>) -> Result<ShutdownReport<W::Message>, Error> {
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(Error::ShutDown)?;
+        for slot in self.peers.slots() {
+            internal::request_stop(slot, deadline);
+        }
+        let n = threads.len();
+        let mut reports: Vec<Option<WorkerReport<W::Message>>> = (0..n).map(|_| None).collect();
+        for _ in 0..n {
+            let got = match deadline {
+                Some(d) => self.reports.recv_deadline(d + GRACE).ok(),
+                None => self.reports.recv().ok(),
+            };
+            match got {
+                Some(r) => {
+                    let i = r.index;
+                    reports[i] = Some(r);
+                }
+                None => break,
+            }
+        }
+        let mut workers = Vec::with_capacity(n);
+        for ((report, thread), slot) in reports.into_iter().zip(threads).zip(self.peers.slots()) {
+            match report {
+                Some(r) => {
+                    let _ = thread.join();
+                    workers.push(r);
+                }
+                // Past the deadline: the thread is left to finish on its own.
+                None => workers.push(internal::timed_out(slot)),
+            }
+        }
+        Ok(ShutdownReport { workers })
+    }
+}
+
+impl<W: Worker, P> Drop for Inner<W, P> {
+    fn drop(&mut self) {
+        let _ = self.shutdown(None);
+    }
+}
+
+/// A pool of workers. Cheap to clone, `Send + Sync`: any number of client threads route through
+/// it. Dropping the last clone shuts the pool down gracefully.
+pub struct Pool<W: Worker, P = HashPartitioner> {
+    inner: Arc<Inner<W, P>>,
+}
+
+impl<W: Worker, P> Clone for Pool<W, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<W: Worker, P> std::fmt::Debug for Pool<W, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.inner.peers.slots().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool<NoWorker> {
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            workers: None,
+            config: Box::new(|_| WorkerConfig::new()),
+            partitioner: HashPartitioner::new(),
+        }
+    }
+}
+
+impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.inner.peers.slots().len()
+    }
+
+    /// The pool's partitioner.
+    pub fn partitioner(&self) -> &P {
+        &self.inner.partitioner
+    }
+
+    /// The worker that owns `key`.
+    pub fn worker_for<K: ?Sized>(&self, key: &K) -> usize
+    where
+        P: Partitioner<K>,
+    {
+        self.inner.partitioner.partition(key)
+    }
+
+    fn slot(&self, worker: usize) -> Option<&Arc<Slot<W::Message>>> {
+        self.inner.peers.slot(worker)
+    }
+
+    /// Sends `msg` to the worker owning `key`, by that worker's overflow policy (`Block` waits).
+    /// Messages from one thread to one worker are handled in send order.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] under `Reject`, [`SendError::Closed`] after shutdown; the message is
+    /// handed back.
+    #[inline]
+    pub fn send_partitioned<K: ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+    ) -> Result<(), SendError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        self.inner.peers.slots()[self.inner.partitioner.partition(key)].send(msg)
+    }
+
+    /// As [`Pool::send_partitioned`], but never blocks: a full inbox hands the message back.
+    ///
+    /// # Errors
+    /// As [`Pool::send_partitioned`], plus [`SendError::Full`] under `Block`.
+    #[inline]
+    pub fn try_send_partitioned<K: ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+    ) -> Result<(), SendError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        self.inner.peers.slots()[self.inner.partitioner.partition(key)].try_send(msg)
+    }
+
+    /// Sends `msg` to worker `worker` by its overflow policy.
+    ///
+    /// # Errors
+    /// [`SendError::Unroutable`] for an index out of range; otherwise as
+    /// [`Pool::send_partitioned`].
+    pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
+        match self.slot(worker) {
+            Some(slot) => slot.send(msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// As [`Pool::send_to`], never blocking.
+    ///
+    /// # Errors
+    /// As [`Pool::try_send_partitioned`].
+    pub fn try_send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
+        match self.slot(worker) {
+            Some(slot) => slot.try_send(msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// Sends one copy of `msg` to every worker. Every worker is tried even if one fails.
+    ///
+    /// # Errors
+    /// The first failure, with the copy it handed back.
+    pub fn broadcast(&self, msg: W::Message) -> Result<(), SendError<W::Message>>
+    where
+        W::Message: Clone,
+    {
+        let slots = self.inner.peers.slots();
+        let mut first_err = None;
+        for (i, slot) in slots.iter().enumerate() {
+            let copy = if i + 1 == slots.len() {
+                None
+            } else {
+                Some(msg.clone())
+            };
+            let result = match copy {
+                Some(c) => slot.send(c),
+                None => break,
+            };
+            if let Err(e) = result {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Err(e) = slots[slots.len() - 1].send(msg) {
+            first_err.get_or_insert(e);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Sends the request `make(reply)` to the worker owning `key` and blocks until the handler
+    /// answers. Every message this thread sent to that worker before is handled first
+    /// (read-after-write).
+    ///
+    /// # Errors
+    /// [`AskError::Send`] if the request could not be sent (handed back);
+    /// [`AskError::NoReply`] if the handler dropped the [`Reply`] or panicked.
+    pub fn ask<K: ?Sized, T>(
+        &self,
+        key: &K,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<T, AskError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        let (reply, answer) = Reply::pair();
+        self.send_partitioned(key, make(reply))
+            .map_err(AskError::Send)?;
+        answer.wait()
+    }
+
+    /// As [`Pool::ask`], awaiting the answer instead of blocking (usable from any executor). The
+    /// request itself is sent by the worker's overflow policy, so under `Block` a full inbox
+    /// blocks this thread until there is room.
+    ///
+    /// # Errors
+    /// As [`Pool::ask`].
+    pub async fn ask_async<K: ?Sized, T>(
+        &self,
+        key: &K,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<T, AskError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        let (reply, answer) = Reply::pair();
+        self.send_partitioned(key, make(reply))
+            .map_err(AskError::Send)?;
+        answer.wait_async().await
+    }
+
+    /// Returns once every message sent through this pool handle before the call has been handled
+    /// (or dropped by policy, or returned by a stopped worker).
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if a worker stopped without answering.
+    pub fn flush(&self) -> Result<(), Error> {
+        let slots = self.inner.peers.slots();
+        let (tx, rx) = flume::bounded(slots.len());
+        for slot in slots {
+            internal::flush_marker(slot, tx.clone());
+        }
+        drop(tx);
+        for _ in slots {
+            rx.recv().map_err(|_| Error::ShutDown)?;
+        }
+        Ok(())
+    }
+
+    /// A snapshot of every worker's counters.
+    pub fn metrics(&self) -> PoolMetrics {
+        PoolMetrics {
+            workers: self
+                .inner
+                .peers
+                .slots()
+                .iter()
+                .map(|s| s.metrics())
+                .collect(),
+        }
+    }
+
+    /// A single-thread producer handle with a dedicated SPSC lane into every worker: no CAS on
+    /// its send path. `Send` but not `Sync`: one per producing thread.
+    pub fn producer(&self) -> Producer<W, P> {
+        Producer::new(self.inner.peers.clone(), self.inner.partitioner.clone())
+    }
+
+    /// Graceful shutdown: stops intake (later sends fail and hand their message back), lets
+    /// every worker handle everything queued, runs `on_stop`, joins all threads, and reports.
+    /// Other clones of this pool see it shut down too.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if the pool was already shut down.
+    pub fn shutdown(self) -> Result<ShutdownReport<W::Message>, Error> {
+        self.inner.shutdown(None)
+    }
+
+    /// As [`Pool::shutdown`], but workers stop handling messages at `timeout`; what they did
+    /// not handle is returned in the report. A worker stuck in a handler past the deadline is
+    /// reported as timed out and left to finish on its own.
+    ///
+    /// # Errors
+    /// As [`Pool::shutdown`].
+    pub fn shutdown_timeout(self, timeout: Duration) -> Result<ShutdownReport<W::Message>, Error> {
+        self.inner.shutdown(Instant::now().checked_add(timeout))
+    }
+}

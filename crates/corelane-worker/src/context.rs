@@ -1,0 +1,151 @@
+//! What a handler can see and do beyond its own state.
+
+use std::any::Any;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use corelane_partition::{
+    ConsistentHashPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
+    RendezvousPartitioner, RingPartitioner, RoundRobinPartitioner,
+};
+
+use crate::{SendError, Slot, Worker};
+
+/// Every worker's slot, shared by the pool and by every worker's [`Context`], plus the pool's
+/// partitioner (type-erased) for [`Context::send_partitioned`].
+pub struct Peers<M> {
+    pub(crate) slots: Vec<Arc<Slot<M>>>,
+    partitioner: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl<M> std::fmt::Debug for Peers<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("workers", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> Peers<M> {
+    /// The routing table of a pool: its slots, in index order, and its partitioner.
+    pub fn new(slots: Vec<Arc<Slot<M>>>, partitioner: Option<Arc<dyn Any + Send + Sync>>) -> Self {
+        Self { slots, partitioner }
+    }
+
+    /// The slot of worker `index`.
+    pub fn slot(&self, index: usize) -> Option<&Arc<Slot<M>>> {
+        self.slots.get(index)
+    }
+
+    /// All slots, in index order.
+    pub fn slots(&self) -> &[Arc<Slot<M>>] {
+        &self.slots
+    }
+
+    /// The worker owning `key` under the pool's partitioner, when that partitioner is one of
+    /// corelane's hash-based ones; `None` otherwise.
+    pub fn partition_hashed<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
+        let p = self.partitioner.as_deref()?;
+        macro_rules! try_as {
+            ($($t:ty),*) => {$(
+                if let Some(p) = p.downcast_ref::<$t>() {
+                    return Some(p.partition(key));
+                }
+            )*};
+        }
+        try_as!(
+            HashPartitioner,
+            ConsistentHashPartitioner,
+            JumpPartitioner,
+            RendezvousPartitioner,
+            RingPartitioner,
+            RoundRobinPartitioner
+        );
+        None
+    }
+}
+
+/// A handler's view of the runtime: which worker it runs on, how to reach the others, and how to
+/// stop. Sends from a context never block (a worker waiting on its own full inbox, or two workers
+/// on each other's, would deadlock): under `Block` and `Reject` a full inbox hands the message
+/// back as [`SendError::Full`].
+pub struct Context<'a, W: Worker> {
+    index: usize,
+    core: Option<usize>,
+    peers: &'a Peers<W::Message>,
+    pub(crate) stop: bool,
+    _worker: PhantomData<fn(&W)>,
+}
+
+impl<W: Worker> std::fmt::Debug for Context<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("index", &self.index)
+            .field("core", &self.core)
+            .field("workers", &self.peers.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, W: Worker> Context<'a, W> {
+    pub(crate) fn new(index: usize, core: Option<usize>, peers: &'a Peers<W::Message>) -> Self {
+        Self {
+            index,
+            core,
+            peers,
+            stop: false,
+            _worker: PhantomData,
+        }
+    }
+
+    /// This worker's index in its pool (0 for a lone worker).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The core this worker is pinned to, if any.
+    pub fn core(&self) -> Option<usize> {
+        self.core
+    }
+
+    /// How many workers the pool has.
+    pub fn workers(&self) -> usize {
+        self.peers.slots.len()
+    }
+
+    /// Sends `msg` to worker `worker` (possibly this one) without blocking.
+    ///
+    /// # Errors
+    /// [`SendError::Unroutable`] for an index out of range, [`SendError::Full`] on a full inbox
+    /// (unless the target drops by policy), [`SendError::Closed`] if the target stopped.
+    pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
+        match self.peers.slots.get(worker) {
+            Some(slot) => slot.try_send(msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// Sends `msg` to the worker owning `key` under the pool's partitioner, without blocking.
+    ///
+    /// # Errors
+    /// As [`Context::send_to`]; [`SendError::Unroutable`] also when the pool's partitioner is not
+    /// one of corelane's hash-based ones (a custom or range partitioner): compute the index with
+    /// your partitioner and use [`Context::send_to`].
+    pub fn send_partitioned<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+    ) -> Result<(), SendError<W::Message>> {
+        match self.peers.partition_hashed(key) {
+            Some(worker) => self.send_to(worker, msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// Asks this worker to stop gracefully after the current message: it drains its inbox, runs
+    /// `on_stop`, and exits; the rest of the pool keeps running.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}

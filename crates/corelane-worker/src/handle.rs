@@ -1,0 +1,159 @@
+//! A single worker without a pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::runtime::{start, WorkerReport};
+use crate::{Error, Peers, SendError, Slot, Worker, WorkerConfig, WorkerMetrics, WorkerState};
+
+/// Spawns one worker on its own thread (pinned if `config` says so), runs its `init` there, and
+/// returns a handle to feed and control it.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a bad configuration (a core that does not exist, capacity 0, ...),
+/// [`Error::Init`] / [`Error::InitPanic`] if `init` fails, [`Error::Spawn`] if the OS refuses.
+///
+/// # Examples
+/// ```
+/// use corelane_worker::{spawn, BoxError, Context, Worker, WorkerConfig};
+///
+/// struct Sum;
+/// impl Worker for Sum {
+///     type Message = u64;
+///     type State = u64;
+///     fn init(&mut self, _: &mut Context<'_, Self>) -> Result<u64, BoxError> { Ok(0) }
+///     fn handle(&mut self, total: &mut u64, n: u64, _: &mut Context<'_, Self>) { *total += n }
+/// }
+///
+/// let worker = spawn(Sum, WorkerConfig::new())?;
+/// for n in 1..=10 {
+///     worker.send(n)?;
+/// }
+/// let report = worker.stop()?;
+/// assert_eq!(report.processed, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn<W: Worker>(
+    worker: W,
+    config: WorkerConfig,
+) -> Result<WorkerHandle<W::Message>, Error> {
+    let (slot, pin) = Slot::new(0, &config)?;
+    let peers = Arc::new(Peers::new(vec![slot.clone()], None));
+    let (reports_tx, reports) = flume::bounded(1);
+    let thread = start(worker, &config, slot.clone(), peers, pin, reports_tx)?;
+    Ok(WorkerHandle {
+        slot,
+        reports,
+        thread: Some(thread),
+    })
+}
+
+/// Feeds and controls a worker started by [`spawn`]. Dropping it stops the worker gracefully.
+pub struct WorkerHandle<M> {
+    slot: Arc<Slot<M>>,
+    reports: flume::Receiver<WorkerReport<M>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<M> std::fmt::Debug for WorkerHandle<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("state", &self.slot.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Send + 'static> WorkerHandle<M> {
+    /// Sends by the worker's overflow policy.
+    ///
+    /// # Errors
+    /// See [`SendError`]; the message is handed back.
+    pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
+        self.slot.send(msg)
+    }
+
+    /// Sends without blocking.
+    ///
+    /// # Errors
+    /// See [`SendError`]; the message is handed back.
+    pub fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
+        self.slot.try_send(msg)
+    }
+
+    /// Pauses the worker after its current message: it parks (no CPU) and messages queue up.
+    pub fn pause(&self) {
+        self.slot.set_paused(true);
+    }
+
+    /// Resumes a paused worker.
+    pub fn resume(&self) {
+        self.slot.set_paused(false);
+    }
+
+    /// The worker's lifecycle state.
+    pub fn state(&self) -> WorkerState {
+        self.slot.state()
+    }
+
+    /// A snapshot of the worker's counters.
+    pub fn metrics(&self) -> WorkerMetrics {
+        self.slot.metrics()
+    }
+
+    /// Waits until every message sent before this call has been handled.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if the worker stopped before answering.
+    pub fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = flume::bounded(1);
+        self.slot.flush_marker(tx);
+        rx.recv().map_err(|_| Error::ShutDown)
+    }
+
+    /// Stops gracefully: drains the inbox, runs `on_stop`, joins the thread.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if the worker thread vanished without a report.
+    pub fn stop(mut self) -> Result<WorkerReport<M>, Error> {
+        self.stop_by(None)
+    }
+
+    /// Stops like [`WorkerHandle::stop`], handling messages for at most `timeout`; the rest are
+    /// returned in the report.
+    ///
+    /// # Errors
+    /// As [`WorkerHandle::stop`].
+    pub fn stop_timeout(mut self, timeout: Duration) -> Result<WorkerReport<M>, Error> {
+        self.stop_by(Instant::now().checked_add(timeout))
+    }
+
+    fn stop_by(&mut self, deadline: Option<Instant>) -> Result<WorkerReport<M>, Error> {
+        let thread = self.thread.take().ok_or(Error::ShutDown)?;
+        self.slot.request_stop(deadline);
+        let report = match deadline {
+            // A grace period past the deadline for the handler in progress to return.
+            Some(d) => self
+                .reports
+                .recv_deadline(d + Duration::from_millis(100))
+                .ok(),
+            None => self.reports.recv().ok(),
+        };
+        match report {
+            Some(r) => {
+                let _ = thread.join();
+                Ok(r)
+            }
+            None if deadline.is_some() => Ok(WorkerReport::timed_out(&self.slot)),
+            None => Err(Error::ShutDown),
+        }
+    }
+}
+
+impl<M> Drop for WorkerHandle<M> {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.slot.request_stop(None);
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Workers: isolated state owned by one thread (pinned to a core if you like), fed by messages,
+//! supervised, and stopped without losing a message.
+//!
+//! Most users reach this through a pool (`corelane::Pool`); [`spawn`] runs a single worker.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use corelane_worker::{spawn, BoxError, Context, Reply, Worker, WorkerConfig};
+//!
+//! struct Counter;
+//! enum Cmd { Add(u64), Get(u64, Reply<u64>) }
+//!
+//! impl Worker for Counter {
+//!     type Message = Cmd;
+//!     type State = HashMap<u64, u64>; // built on the worker's thread; need not be Send
+//!     fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Self::State, BoxError> {
+//!         Ok(HashMap::new())
+//!     }
+//!     fn handle(&mut self, state: &mut Self::State, msg: Cmd, _: &mut Context<'_, Self>) {
+//!         match msg {
+//!             Cmd::Add(k) => *state.entry(k).or_default() += 1,
+//!             Cmd::Get(k, reply) => reply.send(state.get(&k).copied().unwrap_or(0)),
+//!         }
+//!     }
+//! }
+//!
+//! let worker = spawn(Counter, WorkerConfig::new())?;
+//! worker.send(Cmd::Add(7))?;
+//! worker.send(Cmd::Add(7))?;
+//! let (reply, answer) = Reply::pair();
+//! worker.send(Cmd::Get(7, reply))?;
+//! assert_eq!(answer.wait::<Cmd>()?, 2); // read-after-write: earlier sends are applied
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod context;
+mod error;
+mod handle;
+mod reply;
+mod runtime;
+mod slot;
+
+pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
+pub use context::{Context, Peers};
+pub use error::{AskError, BoxError, Error, SendError};
+pub use handle::{spawn, WorkerHandle};
+pub use reply::{Answer, Reply};
+pub use runtime::{Outcome, WorkerReport};
+pub use slot::{Slot, WorkerMetrics, WorkerState};
+
+/// Runtime internals the pool (`corelane-router`) builds on. Not a stable API.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::runtime::start;
+    pub use crate::slot::Lane;
+
+    use std::sync::Arc;
+
+    use crate::{Error, Slot, WorkerConfig};
+
+    /// Validates `cfg` and builds the slot of worker `index`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn slot<M>(
+        index: usize,
+        cfg: &WorkerConfig,
+    ) -> Result<(Arc<Slot<M>>, Option<core_affinity::CoreId>), Error> {
+        Slot::new(index, cfg)
+    }
+
+    /// Opens a producer lane into `slot`.
+    pub fn open_lane<M>(slot: &Slot<M>) -> Lane<M> {
+        slot.open_lane()
+    }
+
+    /// Queues a flush marker on `slot`.
+    pub fn flush_marker<M>(slot: &Slot<M>, done: flume::Sender<()>) {
+        slot.flush_marker(done)
+    }
+
+    /// Asks `slot`'s worker to stop by `deadline`.
+    pub fn request_stop<M>(slot: &Slot<M>, deadline: Option<std::time::Instant>) {
+        slot.request_stop(deadline)
+    }
+
+    /// The report of a worker that missed its deadline.
+    pub fn timed_out<M>(slot: &Slot<M>) -> crate::WorkerReport<M> {
+        crate::WorkerReport::timed_out(slot)
+    }
+}
+
+/// A worker: isolated per-worker state built on the worker's own thread, and a handler.
+///
+/// The state is created by [`Worker::init`] on the worker thread after pinning, so it need not be
+/// `Send` (it may hold `Rc`s, thread-locals, NUMA-local memory). Messages from one sender to one
+/// worker are handled in send order.
+pub trait Worker: Send + Sized + 'static {
+    /// What the worker receives.
+    type Message: Send + 'static;
+    /// The state `init` builds and every handler call mutates.
+    type State;
+
+    /// Builds the state, on the worker's thread. Called again to rebuild it after a handler
+    /// panic (see [`RestartPolicy`]).
+    ///
+    /// # Errors
+    /// Any error fails the spawn (or, on a restart, stops the worker).
+    fn init(&mut self, ctx: &mut Context<'_, Self>) -> Result<Self::State, BoxError>;
+
+    /// Handles one message. A panic is caught: the message is counted, offered to the
+    /// dead-letter hook, and the state is rebuilt per the restart policy; queued messages stay.
+    fn handle(&mut self, state: &mut Self::State, msg: Self::Message, ctx: &mut Context<'_, Self>);
+
+    /// Called when the inbox is empty, before the worker waits.
+    fn on_idle(&mut self, state: &mut Self::State, ctx: &mut Context<'_, Self>) {
+        let _ = (state, ctx);
+    }
+
+    /// Called once after a graceful stop has drained the inbox; consumes the state.
+    fn on_stop(&mut self, state: Self::State, ctx: &mut Context<'_, Self>) {
+        let _ = (state, ctx);
+    }
+}
+
+/// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
