@@ -4,11 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Pins the calling thread to core `index % cores` (best effort: returns whether it worked).
+/// Pins the calling thread to online core `index % cores` (best effort: returns whether it
+/// worked). Uses the machine's online cores, not the caller's mask, so pinning one thread never
+/// shrinks the set the next one chooses from.
 pub fn pin(index: usize) -> bool {
-    match core_affinity::get_core_ids() {
-        Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[index % ids.len()]),
-        _ => false,
+    let cores = corelane::available_cores();
+    match cores.get(index % cores.len().max(1)) {
+        Some(&id) => core_affinity::set_for_current(core_affinity::CoreId { id }),
+        None => false,
     }
 }
 

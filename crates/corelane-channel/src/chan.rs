@@ -141,10 +141,21 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// Drops one receiver like [`Chan::drop_receiver`], but hands every queued value to `sink`
     /// instead of dropping it (when this is the last receiver).
     pub(crate) fn close_receiver(&self, sink: &mut dyn FnMut(T)) {
-        if self.ends.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // SAFETY: no receiver is left, so the drain pops alone.
-            unsafe { self.seal(sink) };
+        if self.ends.receivers.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
         }
+        // Acquire pairs with the AcqRel decrement in `drop_sender`: with no sender left, none can
+        // appear (only a sender clones a sender), so nothing races the drain and the barrier and
+        // lock of `seal` are not needed. This is the common case of a one-shot reply channel.
+        if self.ends.senders.load(Ordering::Acquire) == 0 {
+            self.ends.rx_closed.store(true, Ordering::Relaxed);
+            // SAFETY: no receiver and no sender is left; this thread is the only one touching the
+            // ring.
+            unsafe { self.ring.drain(&mut |_, v| sink(v)) };
+            return;
+        }
+        // SAFETY: no receiver is left, so the drain pops alone.
+        unsafe { self.seal(sink) };
     }
 
     /// Closes the channel for every sender (sends fail and hand their value back from now on)

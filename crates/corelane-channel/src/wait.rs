@@ -40,9 +40,6 @@ pub enum WaitStrategy {
 /// times over, short enough that an idle thread goes to sleep almost at once.
 pub const SPIN_BUDGET: Duration = Duration::from_micros(20);
 
-/// Attempts between two clock reads while spinning.
-const SPINS_PER_CLOCK_READ: u32 = 64;
-
 /// The most pause instructions between two attempts while spinning.
 const MAX_PAUSES: u32 = 64;
 
@@ -141,9 +138,10 @@ fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexG
 /// Returns `None` if `deadline` passed first. `ready` is a cheap read-only check that the attempt
 /// may now succeed (it must become true once the awaited change is published).
 ///
-/// The spin phase reads no clock for its first [`SPINS_PER_CLOCK_READ`] attempts (most waits end
-/// there); under `SpinThenPark` the second half of [`SPIN_BUDGET`] yields between attempts, so a
-/// peer sharing this core gets to run before we give up and park.
+/// The spin phase pause-spins through an exponential backoff ramp (127 pauses, about a
+/// microsecond) without reading the clock (most waits end there). After it, `SpinThenPark` and
+/// `SpinThenYield` yield between attempts, so a thread sharing this core (common on 2-vCPU
+/// machines) gets to run instead of watching us spin; `Spin` keeps pause-spinning.
 pub(crate) fn block_on<R>(
     strategy: WaitStrategy,
     signal: &Signal,
@@ -157,7 +155,6 @@ pub(crate) fn block_on<R>(
     let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     if strategy != WaitStrategy::Park {
         let mut started: Option<Instant> = None;
-        let mut spins = 0u32;
         let mut yielding = false;
         // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
         // waiter that re-reads the peer's index on every pause steals its cache line on every
@@ -170,24 +167,29 @@ pub(crate) fn block_on<R>(
                 for _ in 0..pauses {
                     spin_hint();
                 }
-                pauses = (pauses * 2).min(MAX_PAUSES);
             }
             if let Some(r) = attempt() {
                 return Some(r);
             }
-            spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_CLOCK_READ == 0 {
-                let now = Instant::now();
-                if past(now) {
-                    return None;
+            if pauses < MAX_PAUSES {
+                // The ramp (127 pauses in all) reads no clock: most waits end here.
+                pauses *= 2;
+                continue;
+            }
+            if strategy == WaitStrategy::Spin && deadline.is_none() {
+                continue;
+            }
+            // Each attempt now costs MAX_PAUSES pauses or a yield; a clock read is noise beside it.
+            let now = Instant::now();
+            if past(now) {
+                return None;
+            }
+            let spent = now - *started.get_or_insert(now);
+            if strategy != WaitStrategy::Spin {
+                if spent >= SPIN_BUDGET {
+                    break;
                 }
-                let spent = now - *started.get_or_insert(now);
-                if strategy != WaitStrategy::Spin {
-                    if spent >= SPIN_BUDGET {
-                        break;
-                    }
-                    yielding = strategy == WaitStrategy::SpinThenPark && spent >= SPIN_BUDGET / 2;
-                }
+                yielding = true;
             }
         }
     }

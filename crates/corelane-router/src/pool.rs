@@ -374,7 +374,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let (reply, answer) = Reply::pair();
+        let (reply, answer) = Reply::pair_async();
         self.send_partitioned(key, make(reply))
             .map_err(AskError::Send)?;
         answer.wait_async().await

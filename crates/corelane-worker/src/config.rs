@@ -216,13 +216,13 @@ impl WorkerConfig {
         match self.placement {
             Placement::Unpinned => Ok(None),
             Placement::Core(core) => {
-                let ids = core_affinity::get_core_ids().unwrap_or_default();
-                match ids.iter().find(|c| c.id == core) {
-                    Some(id) => Ok(Some(*id)),
-                    None => bad(format!(
-                        "core {core} does not exist; available cores: {:?}",
-                        ids.iter().map(|c| c.id).collect::<Vec<_>>()
-                    )),
+                let cores = crate::available_cores();
+                if cores.contains(&core) {
+                    Ok(Some(core_affinity::CoreId { id: core }))
+                } else {
+                    bad(format!(
+                        "core {core} does not exist; available cores: {cores:?}"
+                    ))
                 }
             }
         }

@@ -127,11 +127,46 @@ pub trait Worker: Send + Sized + 'static {
     }
 }
 
-/// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
+/// The ids of the machine's online cores (for `with_cpu_affinity`).
+///
+/// On Linux this is `/sys/devices/system/cpu/online`, not the calling thread's affinity mask, so
+/// a pool built from a thread that is itself pinned still sees every core. Elsewhere it falls back
+/// to the calling thread's mask (`core_affinity`).
 pub fn available_cores() -> Vec<usize> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
+    if let Some(cores) = online.as_deref().and_then(parse_cpu_list) {
+        return cores;
+    }
     core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
         .map(|c| c.id)
         .collect()
+}
+
+/// Parses a kernel CPU list such as `0-3,8,10-11`.
+fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                cores.extend(a.trim().parse::<usize>().ok()?..=b.trim().parse::<usize>().ok()?)
+            }
+            None => cores.push(part.trim().parse().ok()?),
+        }
+    }
+    (!cores.is_empty()).then_some(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(
+            super::parse_cpu_list("0-3,8,10-11\n"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(super::parse_cpu_list("0\n"), Some(vec![0]));
+        assert_eq!(super::parse_cpu_list("x"), None);
+    }
 }

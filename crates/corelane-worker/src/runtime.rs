@@ -101,7 +101,14 @@ pub fn start<W: Worker>(
     let handle = builder
         .spawn(move || {
             if let Some(core) = pin {
-                core_affinity::set_for_current(core);
+                if !core_affinity::set_for_current(core) {
+                    let _ = ready_tx.send(Err(Error::InvalidConfig(format!(
+                        "worker {index}: could not pin to core {} (outside this process's CPU set?)",
+                        core.id
+                    ))));
+                    let _ = reports.send(runner.fail("could not pin".into(), Vec::new()));
+                    return;
+                }
             }
             let report = runner.run(ready_tx);
             let _ = reports.send(report);
