@@ -297,6 +297,45 @@ fn round_trip(c: &mut Criterion) {
             Builder::new(1).wait_strategy(wait).spsc::<u64>().unwrap()
         );
     }
+    g.bench_function("rtrb_spin", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let (mut tx_a, mut rx_a) = rtrb::RingBuffer::<u64>::new(1);
+                    let (mut tx_b, mut rx_b) = rtrb::RingBuffer::<u64>::new(1);
+                    pinned_pair(
+                        move || {
+                            for i in 0..ROUNDS {
+                                while tx_a.push(i).is_err() {
+                                    std::hint::spin_loop();
+                                }
+                                loop {
+                                    if let Ok(v) = rx_b.pop() {
+                                        assert_eq!(v, i);
+                                        break;
+                                    }
+                                    std::hint::spin_loop();
+                                }
+                            }
+                        },
+                        move || {
+                            for _ in 0..ROUNDS {
+                                let v = loop {
+                                    if let Ok(v) = rx_a.pop() {
+                                        break v;
+                                    }
+                                    std::hint::spin_loop();
+                                };
+                                while tx_b.push(v).is_err() {
+                                    std::hint::spin_loop();
+                                }
+                            }
+                        },
+                    )
+                })
+                .sum()
+        })
+    });
     ping_pong!(g, "crossbeam_bounded", crossbeam_channel::bounded::<u64>(1));
     ping_pong!(g, "flume_bounded", flume::bounded::<u64>(1));
     ping_pong!(g, "kanal_bounded", kanal::bounded::<u64>(1));

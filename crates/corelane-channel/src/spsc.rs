@@ -113,9 +113,13 @@ impl<T> SpscRing<T> {
         if cap - tail.wrapping_sub(head) < want {
             // Acquire pairs with the consumer's Release store of `head` in `pop*`: the consumer's
             // move out of those slots happens-before we overwrite them.
-            head = self.consumer.head.load(Ordering::Acquire);
-            // SAFETY: producer rule, as above.
-            self.producer.head_cache.with_mut(|p| unsafe { *p = head });
+            let fresh = self.consumer.head.load(Ordering::Acquire);
+            if fresh != head {
+                head = fresh;
+                // SAFETY: producer rule, as above. Stored only when it changed: this line also
+                // holds `tail`, which the consumer polls.
+                self.producer.head_cache.with_mut(|p| unsafe { *p = head });
+            }
         }
         cap - tail.wrapping_sub(head)
     }
@@ -131,9 +135,13 @@ impl<T> SpscRing<T> {
         if tail.wrapping_sub(head) < want {
             // Acquire pairs with the producer's Release store of `tail` in `push*`: its writes of
             // those slots happen-before our reads.
-            tail = self.producer.tail.load(Ordering::Acquire);
-            // SAFETY: consumer rule, as above.
-            self.consumer.tail_cache.with_mut(|p| unsafe { *p = tail });
+            let fresh = self.producer.tail.load(Ordering::Acquire);
+            if fresh != tail {
+                tail = fresh;
+                // SAFETY: consumer rule, as above. Stored only when it changed: this line also
+                // holds `head`, which the producer reads, and an empty poll must not steal it.
+                self.consumer.tail_cache.with_mut(|p| unsafe { *p = tail });
+            }
         }
         tail.wrapping_sub(head)
     }

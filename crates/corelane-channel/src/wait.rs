@@ -43,6 +43,9 @@ pub const SPIN_BUDGET: Duration = Duration::from_micros(20);
 /// The most pause instructions between two attempts while spinning.
 const MAX_PAUSES: u32 = 64;
 
+/// Attempts with a single pause between them before the exponential ramp starts.
+const TIGHT_ATTEMPTS: u32 = 32;
+
 /// Where threads blocked in one direction of a channel sleep.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
@@ -138,8 +141,8 @@ fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexG
 /// Returns `None` if `deadline` passed first. `ready` is a cheap read-only check that the attempt
 /// may now succeed (it must become true once the awaited change is published).
 ///
-/// The spin phase pause-spins through an exponential backoff ramp (127 pauses, about a
-/// microsecond) without reading the clock (most waits end there). After it, `SpinThenPark` and
+/// The spin phase makes [`TIGHT_ATTEMPTS`] attempts one pause apart, then pause-spins through an
+/// exponential backoff ramp (127 pauses), without reading the clock (most waits end there). After it, `SpinThenPark` and
 /// `SpinThenYield` yield between attempts, so a thread sharing this core (common on 2-vCPU
 /// machines) gets to run instead of watching us spin; `Spin` keeps pause-spinning.
 pub(crate) fn block_on<R>(
@@ -160,6 +163,7 @@ pub(crate) fn block_on<R>(
         // waiter that re-reads the peer's index on every pause steals its cache line on every
         // publish and locks both sides into one transfer per message.
         let mut pauses = 1u32;
+        let mut attempts = 0u32;
         loop {
             if yielding {
                 yield_now();
@@ -171,12 +175,18 @@ pub(crate) fn block_on<R>(
             if let Some(r) = attempt() {
                 return Some(r);
             }
-            if pauses < MAX_PAUSES {
-                // The ramp (127 pauses in all) reads no clock: most waits end here.
-                pauses *= 2;
+            attempts += 1;
+            if strategy == WaitStrategy::Spin {
+                // Latency first: one pause between attempts, a clock read only for a deadline.
+                if deadline.is_none() || attempts % 64 != 0 {
+                    continue;
+                }
+            } else if attempts <= TIGHT_ATTEMPTS {
+                // A short tight phase catches a hand-off that is already under way.
                 continue;
-            }
-            if strategy == WaitStrategy::Spin && deadline.is_none() {
+            } else if pauses < MAX_PAUSES {
+                // Then an exponential ramp; neither reads the clock: most waits end here.
+                pauses *= 2;
                 continue;
             }
             // Each attempt now costs MAX_PAUSES pauses or a yield; a clock read is noise beside it.
