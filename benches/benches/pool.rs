@@ -316,6 +316,29 @@ fn ask() {
     );
 }
 
+/// Nanoseconds the calling thread has spent on a CPU (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Percent of one core used by a receiver blocked for 1 s on an empty channel (default
+/// `SpinThenPark`), measured on the receiving thread itself.
+fn blocked_receiver_cpu_percent() -> f64 {
+    let (tx, rx) = corelane::channel::spsc::channel::<u64>(1024);
+    let h = std::thread::spawn(move || {
+        let (t0, c0) = (Instant::now(), thread_cpu_ns());
+        let r = rx.recv_timeout(Duration::from_secs(1));
+        assert!(r.is_err());
+        (thread_cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
+    });
+    let pct = h.join().unwrap();
+    drop(tx);
+    pct
+}
+
 fn idle() {
     println!();
     println!("## Idle");
@@ -328,5 +351,9 @@ fn idle() {
     println!(
         "| CPU of an idle 2-worker pool over 2 s | {:.2} % of one core |",
         idle_cpu_percent()
+    );
+    println!(
+        "| CPU of a channel receiver blocked 1 s on an empty channel (default strategy) | {:.3} % of one core |",
+        blocked_receiver_cpu_percent()
     );
 }
