@@ -71,9 +71,6 @@ struct Ends {
     /// Set by the last receiver's drop before its drain; read by senders before a push and again
     /// after it (behind `light_barrier`, paired with the closer's `heavy_barrier`).
     rx_closed: AtomicBool,
-    /// Serializes the draining of a closed channel: the closing receiver's drain and the reclaims
-    /// of senders that find the channel closed right after their push.
-    close_lock: Mutex<()>,
 }
 
 /// The shared state behind a channel's endpoints.
@@ -86,6 +83,10 @@ pub(crate) struct Chan<T, R> {
     not_empty: CachePadded<Signal>,
     /// Senders sleep here; a pop notifies it.
     not_full: CachePadded<Signal>,
+    /// Serializes the draining of a closed channel (the sealing receiver's drain and the reclaims
+    /// of senders that found it closed right after their push) and holds, by position, values a
+    /// reclaim drained on behalf of other senders that are about to reclaim them.
+    closed: Mutex<Vec<(usize, T)>>,
     _values: PhantomData<fn(T) -> T>,
 }
 
@@ -100,10 +101,10 @@ impl<T, R: Ring<T>> Chan<T, R> {
                 receivers: AtomicUsize::new(1),
                 tx_closed: AtomicBool::new(false),
                 rx_closed: AtomicBool::new(false),
-                close_lock: Mutex::new(()),
             }),
             not_empty: CachePadded::new(Signal::default()),
             not_full: CachePadded::new(Signal::default()),
+            closed: Mutex::new(Vec::new()),
             _values: PhantomData,
         }
     }
@@ -166,14 +167,13 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// The ring's consumer rule holds for the drain: single-consumer rings have no other receiver
     /// popping meanwhile.
     pub(crate) unsafe fn seal(&self, sink: &mut dyn FnMut(T)) {
+        // The lock is taken before the flag is raised: a sender reclaims only after seeing the
+        // flag, so it waits here until this drain has taken every value accepted before the
+        // close, and what it finds afterwards belongs to senders that saw the flag too.
+        let guard = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         self.ends.rx_closed.store(true, Ordering::Relaxed);
         // Pairs with the senders' `light_barrier` after their push (see `published`).
         heavy_barrier();
-        let guard = self
-            .ends
-            .close_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         // SAFETY: the close lock is held; the consumer rule is forwarded from the caller.
         unsafe { self.ring.drain(&mut |_, v| sink(v)) };
         drop(guard);
@@ -199,22 +199,24 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// completed before the close).
     #[cold]
     fn reclaim(&self, first: usize, n: usize) -> Vec<T> {
-        let mut mine = Vec::new();
-        let _guard = self
-            .ends
-            .close_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mine_at = |pos: usize| pos.wrapping_sub(first) < n;
+        let mut stash = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `rx_closed` is set: no receiver is left, or (multi-consumer rings, after
         // `seal`) the remaining ones pop by CAS; the close lock excludes other drains.
-        unsafe {
-            self.ring.drain(&mut |pos, v| {
-                if pos.wrapping_sub(first) < n {
-                    mine.push(v);
-                }
-            })
-        };
-        mine
+        unsafe { self.ring.drain(&mut |pos, v| stash.push((pos, v))) };
+        // Values of other senders stay stashed: each of them saw the close too (or its value
+        // would have been drained by the seal) and takes its own back here.
+        let mut mine = Vec::new();
+        let mut i = 0;
+        while i < stash.len() {
+            if mine_at(stash[i].0) {
+                mine.push(stash.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        mine.sort_by_key(|&(pos, _)| pos.wrapping_sub(first));
+        mine.into_iter().map(|(_, v)| v).collect()
     }
 
     // ---- sending ------------------------------------------------------------------------------

@@ -139,3 +139,25 @@ fn mpsc_send_racing_close_is_handed_back_or_dropped_never_lost() {
         assert_eq!(loom::sync::Arc::strong_count(&probe), 1);
     });
 }
+
+#[test]
+fn mpsc_close_with_two_racing_senders_accounts_for_every_value_once() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(2)
+            .wait_strategy(WaitStrategy::Park)
+            .mpsc::<u32>()
+            .unwrap();
+        let tx2 = tx.clone();
+        let a = thread::spawn(move || tx.try_send(1).err().map(|e| e.into_inner()));
+        let b = thread::spawn(move || tx2.try_send(2).err().map(|e| e.into_inner()));
+        let mut seen = rx.close();
+        seen.extend(a.join().unwrap());
+        seen.extend(b.join().unwrap());
+        seen.sort();
+        assert_eq!(
+            seen,
+            [1, 2],
+            "each value is returned by close or handed back, exactly once"
+        );
+    });
+}
