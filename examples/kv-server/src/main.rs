@@ -1,0 +1,53 @@
+//! `kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]`: serves RESP2 until
+//! Ctrl-C or SIGTERM, then shuts down gracefully and prints the shard pool's report.
+
+use corelane_kv::{Config, Server};
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut cfg = Config::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--addr" => cfg.addr = value()?.parse()?,
+            "--shards" => cfg.shards = value()?.parse()?,
+            "--max-bulk" => cfg.max_bulk = value()?.parse()?,
+            "--no-pin" => cfg.pin = false,
+            "-h" | "--help" => {
+                println!("kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let server = Server::start(cfg)?;
+    println!("corelane-kv listening on {}", server.local_addr());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    println!("shutting down: finishing in-flight requests");
+    let report = server.shutdown()?;
+    for w in &report.workers {
+        println!(
+            "shard {}: processed {}, unprocessed {}, outcome {:?}",
+            w.index,
+            w.processed,
+            w.unprocessed.len(),
+            w.outcome
+        );
+    }
+    println!(
+        "total processed {}, clean {}",
+        report.processed(),
+        report.is_clean()
+    );
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! A shard: one corelane worker owning one part of the keyspace. Only its thread touches its
+//! map, so nothing here takes a lock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use corelane::prelude::*;
+
+use crate::resp::Resp;
+
+/// `SET`'s existence condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCond {
+    /// Always set.
+    Always,
+    /// Only if the key does not exist (`NX`).
+    Nx,
+    /// Only if the key exists (`XX`).
+    Xx,
+}
+
+/// One operation on one shard.
+#[derive(Debug)]
+pub enum Op {
+    /// `GET key`
+    Get(Vec<u8>),
+    /// `SET key value [EX s|PX ms] [NX|XX]`
+    Set {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        val: Vec<u8>,
+        /// Time to live.
+        ttl: Option<Duration>,
+        /// Existence condition.
+        cond: SetCond,
+    },
+    /// `DEL`: how many of these keys existed (and are now gone).
+    Del(Vec<Vec<u8>>),
+    /// `EXISTS`: how many of these keys exist (repeats count again).
+    Exists(Vec<Vec<u8>>),
+    /// `INCRBY` / `DECRBY` / `INCR` / `DECR`.
+    IncrBy(Vec<u8>, i64),
+    /// `APPEND key value`
+    Append(Vec<u8>, Vec<u8>),
+    /// `STRLEN key`
+    Strlen(Vec<u8>),
+    /// `MGET` over this shard's keys.
+    MGet(Vec<Vec<u8>>),
+    /// `MSET` over this shard's pairs.
+    MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    /// `EXPIRE key seconds`
+    Expire(Vec<u8>, i64),
+    /// `TTL key`
+    Ttl(Vec<u8>),
+    /// This shard's key count.
+    DbSize,
+    /// Delete everything.
+    FlushAll,
+    /// `[keys, keys with a TTL]`, for `INFO`.
+    Stats,
+}
+
+/// A request and where to answer it.
+#[derive(Debug)]
+pub struct Req {
+    /// What to do.
+    pub op: Op,
+    /// Where the answer goes.
+    pub reply: Reply<Resp>,
+}
+
+/// The shard worker.
+#[derive(Debug)]
+pub struct Shard;
+
+#[derive(Debug)]
+struct Entry {
+    val: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+/// A shard's keyspace. Lives on the shard's thread only.
+#[derive(Debug)]
+pub struct Store {
+    map: HashMap<Vec<u8>, Entry>,
+    /// Entries with a TTL (kept exact on every insert and removal).
+    expiring: usize,
+    last_sweep: Instant,
+}
+
+/// How often an idle shard sweeps expired keys (they are also removed lazily on access).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+pub(crate) fn not_an_integer() -> Resp {
+    Resp::err("value is not an integer or out of range")
+}
+
+/// Redis' `string2ll`: an optional `-`, then `0` or digits without a leading zero, in range.
+pub(crate) fn parse_int(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => bytes.len() == 1,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+impl Store {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            expiring: 0,
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// Removes `key` if it has expired, so every read below sees only live keys.
+    fn purge(&mut self, key: &[u8], now: Instant) {
+        if self
+            .map
+            .get(key)
+            .is_some_and(|e| e.expires.is_some_and(|t| t <= now))
+        {
+            self.remove(key);
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, entry: Entry) {
+        let adds = usize::from(entry.expires.is_some());
+        if let Some(old) = self.map.insert(key, entry) {
+            self.expiring -= usize::from(old.expires.is_some());
+        }
+        self.expiring += adds;
+    }
+
+    fn remove(&mut self, key: &[u8]) -> bool {
+        match self.map.remove(key) {
+            Some(old) => {
+                self.expiring -= usize::from(old.expires.is_some());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn get(&mut self, key: &[u8], now: Instant) -> Option<&mut Entry> {
+        self.purge(key, now);
+        self.map.get_mut(key)
+    }
+
+    /// Applies one operation.
+    pub fn apply(&mut self, op: Op) -> Resp {
+        let now = Instant::now();
+        match op {
+            Op::Get(key) => Resp::Bulk(self.get(&key, now).map(|e| e.val.clone())),
+            Op::Set {
+                key,
+                val,
+                ttl,
+                cond,
+            } => {
+                let exists = self.get(&key, now).is_some();
+                if (cond == SetCond::Nx && exists) || (cond == SetCond::Xx && !exists) {
+                    return Resp::Bulk(None);
+                }
+                self.put(
+                    key,
+                    Entry {
+                        val,
+                        expires: ttl.map(|d| now + d),
+                    },
+                );
+                Resp::Simple("OK")
+            }
+            Op::Del(keys) => Resp::Int(
+                keys.iter()
+                    .filter(|k| {
+                        self.purge(k, now);
+                        self.remove(k)
+                    })
+                    .count() as i64,
+            ),
+            Op::Exists(keys) => {
+                Resp::Int(keys.iter().filter(|k| self.get(k, now).is_some()).count() as i64)
+            }
+            Op::IncrBy(key, delta) => {
+                let (current, expires) = match self.get(&key, now) {
+                    Some(e) => match parse_int(&e.val) {
+                        Some(v) => (v, e.expires),
+                        None => return not_an_integer(),
+                    },
+                    None => (0, None),
+                };
+                let Some(next) = current.checked_add(delta) else {
+                    return Resp::err("increment or decrement would overflow");
+                };
+                self.put(
+                    key,
+                    Entry {
+                        val: next.to_string().into_bytes(),
+                        expires,
+                    },
+                );
+                Resp::Int(next)
+            }
+            Op::Append(key, val) => match self.get(&key, now) {
+                Some(e) => {
+                    e.val.extend_from_slice(&val);
+                    Resp::Int(e.val.len() as i64)
+                }
+                None => {
+                    let len = val.len() as i64;
+                    self.put(key, Entry { val, expires: None });
+                    Resp::Int(len)
+                }
+            },
+            Op::Strlen(key) => Resp::Int(self.get(&key, now).map_or(0, |e| e.val.len() as i64)),
+            Op::MGet(keys) => Resp::Array(
+                keys.iter()
+                    .map(|k| Resp::Bulk(self.get(k, now).map(|e| e.val.clone())))
+                    .collect(),
+            ),
+            Op::MSet(pairs) => {
+                for (key, val) in pairs {
+                    self.put(key, Entry { val, expires: None });
+                }
+                Resp::Simple("OK")
+            }
+            Op::Expire(key, secs) => {
+                if self.get(&key, now).is_none() {
+                    return Resp::Int(0);
+                }
+                if secs <= 0 {
+                    self.remove(&key);
+                    return Resp::Int(1);
+                }
+                let at = (secs <= i64::MAX / 1000)
+                    .then(|| now.checked_add(Duration::from_secs(secs as u64)))
+                    .flatten();
+                let Some(at) = at else {
+                    return Resp::err("invalid expire time in 'expire' command");
+                };
+                let val = self.map.remove(&key).map(|e| {
+                    self.expiring -= usize::from(e.expires.is_some());
+                    e.val
+                });
+                self.put(
+                    key,
+                    Entry {
+                        val: val.unwrap_or_default(),
+                        expires: Some(at),
+                    },
+                );
+                Resp::Int(1)
+            }
+            Op::Ttl(key) => match self.get(&key, now) {
+                None => Resp::Int(-2),
+                Some(Entry { expires: None, .. }) => Resp::Int(-1),
+                Some(Entry {
+                    expires: Some(at), ..
+                }) => Resp::Int(((*at - now).as_millis() as i64 + 500) / 1000),
+            },
+            Op::DbSize => Resp::Int(self.map.len() as i64),
+            Op::FlushAll => {
+                self.map.clear();
+                self.expiring = 0;
+                Resp::Simple("OK")
+            }
+            Op::Stats => Resp::Array(vec![
+                Resp::Int(self.map.len() as i64),
+                Resp::Int(self.expiring as i64),
+            ]),
+        }
+    }
+
+    /// Removes expired keys, at most every [`SWEEP_EVERY`], only if some key has a TTL.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        if self.expiring == 0 || now.duration_since(self.last_sweep) < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
+        self.map.retain(|_, e| !e.expires.is_some_and(|t| t <= now));
+        self.expiring = self.map.values().filter(|e| e.expires.is_some()).count();
+    }
+}
+
+impl Worker for Shard {
+    type Message = Req;
+    type State = Store;
+
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Store, BoxError> {
+        Ok(Store::new())
+    }
+
+    fn handle(&mut self, store: &mut Store, req: Req, _: &mut Context<'_, Self>) {
+        let resp = store.apply(req.op);
+        req.reply.send(resp);
+    }
+
+    fn on_idle(&mut self, store: &mut Store, _: &mut Context<'_, Self>) {
+        store.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_like_redis() {
+        for ok in [
+            "0",
+            "-1",
+            "42",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert!(parse_int(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-",
+            "-0",
+            "01",
+            "+1",
+            " 1",
+            "1 ",
+            "9223372036854775808",
+            "1.0",
+            "abc",
+        ] {
+            assert!(parse_int(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_counted_and_swept() {
+        let mut s = Store::new();
+        s.apply(Op::Set {
+            key: b"a".to_vec(),
+            val: b"1".to_vec(),
+            ttl: Some(Duration::from_millis(1)),
+            cond: SetCond::Always,
+        });
+        s.apply(Op::Set {
+            key: b"b".to_vec(),
+            val: b"1".to_vec(),
+            ttl: None,
+            cond: SetCond::Always,
+        });
+        assert_eq!(s.expiring, 1);
+        std::thread::sleep(Duration::from_millis(5));
+        s.last_sweep -= SWEEP_EVERY;
+        s.sweep();
+        assert_eq!((s.map.len(), s.expiring), (1, 0));
+        assert_eq!(s.apply(Op::Ttl(b"b".to_vec())), Resp::Int(-1));
+        assert_eq!(s.apply(Op::Ttl(b"a".to_vec())), Resp::Int(-2));
+    }
+}
