@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # corelane-kv vs redis-server under redis-benchmark, same run, alternating, 3 rounds.
-# Usage: bash benches/kv-vs-redis.sh [ROUNDS]   (needs redis-server and redis-benchmark)
+# Usage: [KV_ARGS="--shards 1"] bash benches/kv-vs-redis.sh [ROUNDS]   (needs redis-server and redis-benchmark)
 # Prints a markdown table of requests/s and p50 latency per test, median over the rounds,
 # and the RSS of each server after 1M SETs of 16-byte keys and values.
 set -euo pipefail
@@ -9,7 +9,7 @@ ROUNDS=${1:-3}
 KV_PORT=6390; REDIS_PORT=6391
 cargo build --release -q -p corelane-kv
 OUT=$(mktemp -d)
-start_kv()    { target/release/kv-server --addr 127.0.0.1:$KV_PORT >"$OUT/kv.log" 2>&1 & echo $! > "$OUT/kv.pid"; }
+start_kv()    { target/release/kv-server --addr 127.0.0.1:$KV_PORT ${KV_ARGS:-} >"$OUT/kv.log" 2>&1 & echo $! > "$OUT/kv.pid"; }
 start_redis() { redis-server --port $REDIS_PORT --save '' --appendonly no --daemonize no >"$OUT/redis.log" 2>&1 & echo $! > "$OUT/redis.pid"; }
 stop_all()    { kill "$(cat "$OUT/kv.pid")" "$(cat "$OUT/redis.pid")" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_all EXIT
@@ -20,7 +20,7 @@ for round in $(seq "$ROUNDS"); do
     port=$([ $target = kv ] && echo $KV_PORT || echo $REDIS_PORT)
     redis-cli -p $port flushall >/dev/null
     redis-benchmark -p $port -t set,get,incr,mset -n 500000 -c 50 -P 16 --csv 2>/dev/null \
-      | sed 's/"//g' | awk -F, -v t=$target -v r=$round 'NR>1 {print t, r, $1, $2, $5}' >> "$OUT/results"
+      | sed 's/"//g' | awk -F, -v t=$target -v r=$round 'NR>1 {gsub(/ /, "_", $1); print t, r, $1, $2, $5}' >> "$OUT/results"
   done
 done
 # RSS after 1M SETs of 16-byte keys and values (redis-benchmark -r makes keys key:000000xxxxxx).
@@ -41,12 +41,13 @@ for line in open(sys.argv[1]):
         rss[f[1]] = (int(f[2]), int(f[3])); continue
     target, _, test, r, lat = f[0], f[1], f[2], float(f[3]), float(f[4])
     rps[(target, test)].append(r); p50[(target, test)].append(lat)
-tests = sorted({t for _, t in rps}, key=lambda t: ['SET','GET','INCR','MSET (10 keys)'].index(t) if t in ['SET','GET','INCR','MSET (10 keys)'] else 9)
+order = ['SET', 'GET', 'INCR', 'MSET_(10_keys)']
+tests = sorted({t for _, t in rps}, key=lambda t: order.index(t) if t in order else len(order))
 print("| test | corelane-kv req/s | redis-server req/s | ratio | corelane-kv p50 ms | redis p50 ms |")
 print("|---|---|---|---|---|---|")
 for t in tests:
     k, r = statistics.median(rps[('kv', t)]), statistics.median(rps[('redis', t)])
-    print(f"| {t} | {k:,.0f} | {r:,.0f} | {k/r:.2f}x | {statistics.median(p50[('kv', t)]):.3f} | {statistics.median(p50[('redis', t)]):.3f} |")
+    print(f"| {t.replace('_', ' ')} | {k:,.0f} | {r:,.0f} | {k/r:.2f}x | {statistics.median(p50[('kv', t)]):.3f} | {statistics.median(p50[('redis', t)]):.3f} |")
 if rss:
     (kr, kk), (rr, rk) = rss['kv'], rss['redis']
     print(f"\nRSS after 1M random SETs (16-byte values): corelane-kv {kr/1024:.0f} MiB ({kk} keys), redis-server {rr/1024:.0f} MiB ({rk} keys): {kr/rr:.2f}x")

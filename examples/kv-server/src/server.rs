@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corelane::prelude::*;
-use corelane::worker::Answer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -160,12 +159,13 @@ async fn accept_loop(
     }
 }
 
-/// One client: read what it sent, parse every complete command, dispatch them all to the shards,
-/// then await and write the answers in order.
+/// One client: read what it sent, parse every complete command, send each shard its part of
+/// the batch as one message, then assemble and write the answers in order.
 async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut pending = Vec::new();
+    let mut batch = Batch::new(ctx.pool.workers());
+    let mut plans = Vec::new();
     loop {
         let read = tokio::select! {
             r = stream.read_buf(&mut rbuf) => r,
@@ -185,7 +185,7 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
                         continue;
                     }
                     let quit = args[0].eq_ignore_ascii_case(b"quit");
-                    pending.push(dispatch(&ctx, args).await);
+                    plans.push(plan(&ctx, &mut batch, args));
                     if quit {
                         close = true;
                         break;
@@ -193,15 +193,16 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
                 }
                 Parsed::Incomplete => break,
                 Parsed::Error(msg) => {
-                    pending.push(Pending::Ready(Resp::Error(msg)));
+                    plans.push(Plan::Ready(Resp::Error(msg)));
                     close = true;
                     break;
                 }
             }
         }
         rbuf.drain(..used);
-        for p in pending.drain(..) {
-            p.resolve(&ctx).await.write(&mut wbuf);
+        let mut results = batch.run(&ctx).await;
+        for p in plans.drain(..) {
+            p.resolve(&ctx, &mut results).write(&mut wbuf);
         }
         if stream.write_all(&wbuf).await.is_err() {
             return;
@@ -214,45 +215,118 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
     }
 }
 
-/// An answer on its way.
-enum Pending {
+/// Key-value pairs bound for one shard.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Where one shard operation's answer will be: (shard, position in that shard's batch).
+type Slot = (usize, usize);
+
+/// The operations of one read, grouped by shard, in command order.
+struct Batch {
+    ops: Vec<Vec<Op>>,
+}
+
+/// Every shard's answers to its part of a batch (`None` once taken).
+struct Results(Vec<Vec<Option<Resp>>>);
+
+impl Results {
+    fn take(&mut self, (shard, pos): Slot) -> Resp {
+        self.0[shard]
+            .get_mut(pos)
+            .and_then(Option::take)
+            .unwrap_or_else(|| Resp::err("shard unavailable"))
+    }
+}
+
+impl Batch {
+    fn new(shards: usize) -> Self {
+        Self {
+            ops: (0..shards).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn add(&mut self, shard: usize, op: Op) -> Slot {
+        self.ops[shard].push(op);
+        (shard, self.ops[shard].len() - 1)
+    }
+
+    fn add_to_every_shard(&mut self, make: impl Fn() -> Op) -> Vec<Slot> {
+        (0..self.ops.len())
+            .map(|shard| self.add(shard, make()))
+            .collect()
+    }
+
+    /// Sends each shard its operations as one message and waits for all answers. A full inbox
+    /// makes this task yield until there is room; a stopped pool answers "shard unavailable".
+    async fn run(&mut self, ctx: &Ctx) -> Results {
+        let mut answers = Vec::with_capacity(self.ops.len());
+        for (shard, ops) in self.ops.iter_mut().enumerate() {
+            if ops.is_empty() {
+                answers.push(None);
+                continue;
+            }
+            let (reply, answer) = Reply::pair_async();
+            let mut msg = Req {
+                ops: std::mem::take(ops),
+                reply,
+            };
+            let sent = loop {
+                match ctx.pool.try_send_to(shard, msg) {
+                    Ok(()) => break true,
+                    Err(SendError::Full(back)) => {
+                        msg = back;
+                        tokio::task::yield_now().await;
+                    }
+                    Err(_) => break false,
+                }
+            };
+            answers.push(sent.then_some(answer));
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let got = match answer {
+                Some(a) => a.wait_async::<Req>().await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            results.push(got.into_iter().map(Some).collect());
+        }
+        Results(results)
+    }
+}
+
+/// How to build one command's reply from its shards' answers.
+enum Plan {
     Ready(Resp),
-    One(Answer<Resp>),
+    One(Slot),
     /// Integer replies of several shards, summed (`DEL`, `EXISTS`, `DBSIZE`).
-    Sum(Vec<Answer<Resp>>),
+    Sum(Vec<Slot>),
     /// `MGET`: each shard's array goes back to the positions of its keys.
-    Gather(usize, Vec<(Vec<usize>, Answer<Resp>)>),
+    Gather(usize, Vec<(Vec<usize>, Slot)>),
     /// Every shard must answer `OK` (`MSET`, `FLUSHALL`).
-    AllOk(Vec<Answer<Resp>>),
+    AllOk(Vec<Slot>),
     /// `INFO`: per-shard `[keys, expires]`.
-    Info(Vec<Answer<Resp>>),
+    Info(Vec<Slot>),
 }
 
-async fn answer(a: Answer<Resp>) -> Resp {
-    a.wait_async::<Req>()
-        .await
-        .unwrap_or_else(|_| Resp::err("shard unavailable"))
-}
-
-impl Pending {
-    async fn resolve(self, ctx: &Ctx) -> Resp {
+impl Plan {
+    fn resolve(self, ctx: &Ctx, results: &mut Results) -> Resp {
         match self {
-            Pending::Ready(r) => r,
-            Pending::One(a) => answer(a).await,
-            Pending::Sum(parts) => {
+            Plan::Ready(r) => r,
+            Plan::One(slot) => results.take(slot),
+            Plan::Sum(slots) => {
                 let mut total = 0;
-                for a in parts {
-                    match answer(a).await {
+                for slot in slots {
+                    match results.take(slot) {
                         Resp::Int(n) => total += n,
                         other => return other,
                     }
                 }
                 Resp::Int(total)
             }
-            Pending::Gather(len, parts) => {
+            Plan::Gather(len, parts) => {
                 let mut out = vec![Resp::Bulk(None); len];
-                for (positions, a) in parts {
-                    match answer(a).await {
+                for (positions, slot) in parts {
+                    match results.take(slot) {
                         Resp::Array(items) => {
                             for (pos, item) in positions.into_iter().zip(items) {
                                 out[pos] = item;
@@ -263,21 +337,21 @@ impl Pending {
                 }
                 Resp::Array(out)
             }
-            Pending::AllOk(parts) => {
-                for a in parts {
-                    let r = answer(a).await;
+            Plan::AllOk(slots) => {
+                for slot in slots {
+                    let r = results.take(slot);
                     if r != Resp::Simple("OK") {
                         return r;
                     }
                 }
                 Resp::Simple("OK")
             }
-            Pending::Info(parts) => {
+            Plan::Info(slots) => {
                 let (mut keys, mut expires) = (0, 0);
                 let mut shards = String::new();
                 let metrics = ctx.pool.metrics();
-                for (i, a) in parts.into_iter().enumerate() {
-                    if let Resp::Array(v) = answer(a).await {
+                for (i, slot) in slots.into_iter().enumerate() {
+                    if let Resp::Array(v) = results.take(slot) {
                         if let [Resp::Int(k), Resp::Int(e)] = v[..] {
                             keys += k;
                             expires += e;
@@ -305,30 +379,6 @@ impl Pending {
     }
 }
 
-/// Sends `op` to shard `shard`; a full inbox makes this task yield until there is room.
-async fn ask(ctx: &Ctx, shard: usize, op: Op) -> Result<Answer<Resp>, Resp> {
-    let (reply, answer) = Reply::pair_async();
-    let mut msg = Req { op, reply };
-    loop {
-        match ctx.pool.try_send_to(shard, msg) {
-            Ok(()) => return Ok(answer),
-            Err(SendError::Full(back)) => {
-                msg = back;
-                tokio::task::yield_now().await;
-            }
-            Err(_) => return Err(Resp::err("server is shutting down")),
-        }
-    }
-}
-
-async fn one(ctx: &Ctx, key: &[u8], op: Op) -> Pending {
-    let shard = ctx.pool.worker_for(key);
-    match ask(ctx, shard, op).await {
-        Ok(a) => Pending::One(a),
-        Err(e) => Pending::Ready(e),
-    }
-}
-
 /// Groups `keys` by shard: `(shard, positions in the command, keys)`.
 fn by_shard(ctx: &Ctx, keys: Vec<Vec<u8>>) -> Vec<(usize, Vec<usize>, Vec<Vec<u8>>)> {
     let mut groups: Vec<(usize, Vec<usize>, Vec<Vec<u8>>)> = Vec::new();
@@ -343,15 +393,6 @@ fn by_shard(ctx: &Ctx, keys: Vec<Vec<u8>>) -> Vec<(usize, Vec<usize>, Vec<Vec<u8
         }
     }
     groups
-}
-
-/// Asks every shard `make()`.
-async fn every_shard(ctx: &Ctx, make: impl Fn() -> Op) -> Result<Vec<Answer<Resp>>, Resp> {
-    let mut answers = Vec::with_capacity(ctx.pool.workers());
-    for shard in 0..ctx.pool.workers() {
-        answers.push(ask(ctx, shard, make()).await?);
-    }
-    Ok(answers)
 }
 
 /// Arity as redis declares it: `n` exactly n arguments (with the name), `-n` at least n.
@@ -406,111 +447,100 @@ fn set_options(args: &[Vec<u8>]) -> Result<(Option<Duration>, SetCond), Resp> {
     Ok((ttl, cond))
 }
 
-async fn dispatch(ctx: &Ctx, mut args: Vec<Vec<u8>>) -> Pending {
+/// Validates one command and adds its shard operations to `batch`.
+fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let Some(want) = arity(&name) else {
-        return Pending::Ready(unknown_command(&args));
+        return Plan::Ready(unknown_command(&args));
     };
     let n = args.len() as i32;
     if (want > 0 && n != want) || (want < 0 && n < -want) || (name == "ping" && n > 2) {
-        return Pending::Ready(Resp::err(format!(
+        return Plan::Ready(Resp::err(format!(
             "wrong number of arguments for '{name}' command"
         )));
     }
+    let mut one = |args: &[Vec<u8>], op: Op| {
+        Plan::One(batch.add(ctx.pool.worker_for(args[1].as_slice()), op))
+    };
     match name.as_str() {
-        "ping" => Pending::Ready(match args.get(1) {
+        "ping" => Plan::Ready(match args.get(1) {
             Some(msg) => Resp::Bulk(Some(msg.clone())),
             None => Resp::Simple("PONG"),
         }),
-        "echo" => Pending::Ready(Resp::Bulk(Some(args.swap_remove(1)))),
-        "quit" => Pending::Ready(Resp::Simple("OK")),
-        "command" => Pending::Ready(Resp::Array(Vec::new())),
-        "get" => one(ctx, &args[1], Op::Get(args[1].clone())).await,
-        "strlen" => one(ctx, &args[1], Op::Strlen(args[1].clone())).await,
-        "ttl" => one(ctx, &args[1], Op::Ttl(args[1].clone())).await,
-        "incr" => one(ctx, &args[1], Op::IncrBy(args[1].clone(), 1)).await,
-        "decr" => one(ctx, &args[1], Op::IncrBy(args[1].clone(), -1)).await,
+        "echo" => Plan::Ready(Resp::Bulk(Some(args.swap_remove(1)))),
+        "quit" => Plan::Ready(Resp::Simple("OK")),
+        "command" => Plan::Ready(Resp::Array(Vec::new())),
+        "get" => one(&args, Op::Get(args[1].clone())),
+        "strlen" => one(&args, Op::Strlen(args[1].clone())),
+        "ttl" => one(&args, Op::Ttl(args[1].clone())),
+        "incr" => one(&args, Op::IncrBy(args[1].clone(), 1)),
+        "decr" => one(&args, Op::IncrBy(args[1].clone(), -1)),
         "incrby" | "decrby" => match parse_int(&args[2]) {
-            None => Pending::Ready(not_an_integer()),
+            None => Plan::Ready(not_an_integer()),
             Some(d) if name == "decrby" && d == i64::MIN => {
-                Pending::Ready(Resp::err("decrement would overflow"))
+                Plan::Ready(Resp::err("decrement would overflow"))
             }
             Some(d) => {
                 let delta = if name == "decrby" { -d } else { d };
-                one(ctx, &args[1], Op::IncrBy(args[1].clone(), delta)).await
+                one(&args, Op::IncrBy(args[1].clone(), delta))
             }
         },
         "append" => {
             let val = args.pop().expect("arity checked");
-            let key = args.pop().expect("arity checked");
-            let shard_key = key.clone();
-            one(ctx, &shard_key, Op::Append(key, val)).await
+            one(&args, Op::Append(args[1].clone(), val))
         }
         "set" => match set_options(&args) {
-            Err(e) => Pending::Ready(e),
+            Err(e) => Plan::Ready(e),
             Ok((ttl, cond)) => {
                 args.truncate(3);
                 let val = args.pop().expect("arity checked");
-                let key = args.pop().expect("arity checked");
-                let shard_key = key.clone();
                 one(
-                    ctx,
-                    &shard_key,
+                    &args,
                     Op::Set {
-                        key,
+                        key: args[1].clone(),
                         val,
                         ttl,
                         cond,
                     },
                 )
-                .await
             }
         },
         "expire" => {
             if n > 3 {
-                return Pending::Ready(Resp::err(format!(
+                return Plan::Ready(Resp::err(format!(
                     "Unsupported option {}",
                     String::from_utf8_lossy(&args[3])
                 )));
             }
             match parse_int(&args[2]) {
-                None => Pending::Ready(not_an_integer()),
-                Some(secs) => one(ctx, &args[1], Op::Expire(args[1].clone(), secs)).await,
+                None => Plan::Ready(not_an_integer()),
+                Some(secs) => one(&args, Op::Expire(args[1].clone(), secs)),
             }
         }
         "del" | "exists" => {
-            let keys = args.split_off(1);
-            let mut parts = Vec::new();
-            for (shard, _, keys) in by_shard(ctx, keys) {
-                let op = if name == "del" {
-                    Op::Del(keys)
-                } else {
-                    Op::Exists(keys)
-                };
-                match ask(ctx, shard, op).await {
-                    Ok(a) => parts.push(a),
-                    Err(e) => return Pending::Ready(e),
-                }
-            }
-            Pending::Sum(parts)
+            let del = name == "del";
+            let slots = by_shard(ctx, args.split_off(1))
+                .into_iter()
+                .map(|(shard, _, keys)| {
+                    batch.add(shard, if del { Op::Del(keys) } else { Op::Exists(keys) })
+                })
+                .collect();
+            Plan::Sum(slots)
         }
         "mget" => {
             let keys = args.split_off(1);
             let len = keys.len();
-            let mut parts = Vec::new();
-            for (shard, positions, keys) in by_shard(ctx, keys) {
-                match ask(ctx, shard, Op::MGet(keys)).await {
-                    Ok(a) => parts.push((positions, a)),
-                    Err(e) => return Pending::Ready(e),
-                }
-            }
-            Pending::Gather(len, parts)
+            let parts = by_shard(ctx, keys)
+                .into_iter()
+                .map(|(shard, positions, keys)| (positions, batch.add(shard, Op::MGet(keys))))
+                .collect();
+            Plan::Gather(len, parts)
         }
         "mset" => {
             if (n - 1) % 2 != 0 {
-                return Pending::Ready(Resp::err("wrong number of arguments for 'mset' command"));
+                return Plan::Ready(Resp::err("wrong number of arguments for 'mset' command"));
             }
-            let mut pairs: Vec<(usize, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+            let mut pairs: Vec<(usize, Pairs)> = Vec::new();
             let mut rest = args.split_off(1).into_iter();
             while let (Some(k), Some(v)) = (rest.next(), rest.next()) {
                 let shard = ctx.pool.worker_for(k.as_slice());
@@ -519,32 +549,21 @@ async fn dispatch(ctx: &Ctx, mut args: Vec<Vec<u8>>) -> Pending {
                     None => pairs.push((shard, vec![(k, v)])),
                 }
             }
-            let mut parts = Vec::new();
-            for (shard, kvs) in pairs {
-                match ask(ctx, shard, Op::MSet(kvs)).await {
-                    Ok(a) => parts.push(a),
-                    Err(e) => return Pending::Ready(e),
-                }
-            }
-            Pending::AllOk(parts)
+            Plan::AllOk(
+                pairs
+                    .into_iter()
+                    .map(|(shard, kvs)| batch.add(shard, Op::MSet(kvs)))
+                    .collect(),
+            )
         }
-        "dbsize" => match every_shard(ctx, || Op::DbSize).await {
-            Ok(parts) => Pending::Sum(parts),
-            Err(e) => Pending::Ready(e),
-        },
+        "dbsize" => Plan::Sum(batch.add_to_every_shard(|| Op::DbSize)),
         "flushall" => match args.get(1).map(|a| a.to_ascii_lowercase()) {
             Some(opt) if opt != b"async" && opt != b"sync" || n > 2 => {
-                Pending::Ready(Resp::err("syntax error"))
+                Plan::Ready(Resp::err("syntax error"))
             }
-            _ => match every_shard(ctx, || Op::FlushAll).await {
-                Ok(parts) => Pending::AllOk(parts),
-                Err(e) => Pending::Ready(e),
-            },
+            _ => Plan::AllOk(batch.add_to_every_shard(|| Op::FlushAll)),
         },
-        "info" => match every_shard(ctx, || Op::Stats).await {
-            Ok(parts) => Pending::Info(parts),
-            Err(e) => Pending::Ready(e),
-        },
-        _ => Pending::Ready(unknown_command(&args)),
+        "info" => Plan::Info(batch.add_to_every_shard(|| Op::Stats)),
+        _ => Plan::Ready(unknown_command(&args)),
     }
 }

@@ -61,13 +61,14 @@ pub enum Op {
     Stats,
 }
 
-/// A request and where to answer it.
+/// A batch of operations for one shard (a connection's pipeline, this shard's part of it) and
+/// where to send their answers, in the same order.
 #[derive(Debug)]
 pub struct Req {
-    /// What to do.
-    pub op: Op,
-    /// Where the answer goes.
-    pub reply: Reply<Resp>,
+    /// What to do, in order.
+    pub ops: Vec<Op>,
+    /// Where the answers go.
+    pub reply: Reply<Vec<Resp>>,
 }
 
 /// The shard worker.
@@ -285,7 +286,7 @@ impl Store {
             return;
         }
         self.last_sweep = now;
-        self.map.retain(|_, e| !e.expires.is_some_and(|t| t <= now));
+        self.map.retain(|_, e| e.expires.is_none_or(|t| t > now));
         self.expiring = self.map.values().filter(|e| e.expires.is_some()).count();
     }
 }
@@ -299,8 +300,8 @@ impl Worker for Shard {
     }
 
     fn handle(&mut self, store: &mut Store, req: Req, _: &mut Context<'_, Self>) {
-        let resp = store.apply(req.op);
-        req.reply.send(resp);
+        let answers = req.ops.into_iter().map(|op| store.apply(op)).collect();
+        req.reply.send(answers);
     }
 
     fn on_idle(&mut self, store: &mut Store, _: &mut Context<'_, Self>) {
