@@ -192,6 +192,26 @@ macro_rules! receiver_api {
     };
 }
 
+/// `close(self)` for the single receiver of a channel (SPSC and MPSC).
+macro_rules! close_api {
+    () => {
+        /// Closes the channel from the receiving side and returns every message still queued, in
+        /// order. Senders fail from now on and hand their message back; a send racing with the close
+        /// either fails that way or its message is in the returned `Vec`, so nothing is lost. This is
+        /// how a consumer shuts down without dropping accepted work.
+        pub fn close(self) -> Vec<T> {
+            let mut rest = Vec::new();
+            self.chan.close_receiver(&mut |v| rest.push(v));
+            // The close above already released this endpoint's count; skip `Drop`.
+            let this = std::mem::ManuallyDrop::new(self);
+            // SAFETY: `this` is never used or dropped again, so the `Arc` is moved out exactly once
+            // and its count is released here.
+            drop(unsafe { std::ptr::read(&this.chan) });
+            rest
+        }
+    };
+}
+
 /// Implements `Debug` (without `T: Debug`) for an endpoint type.
 macro_rules! debug_endpoint {
     ($ty:ident) => {
@@ -206,4 +226,4 @@ macro_rules! debug_endpoint {
     };
 }
 
-pub(crate) use {common_api, debug_endpoint, receiver_api, sender_api};
+pub(crate) use {close_api, common_api, debug_endpoint, receiver_api, sender_api};

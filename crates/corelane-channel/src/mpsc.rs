@@ -29,7 +29,7 @@ use std::marker::PhantomData;
 
 use crate::array::ArrayRing;
 use crate::chan::Chan;
-use crate::endpoint::{debug_endpoint, receiver_api, sender_api};
+use crate::endpoint::{close_api, debug_endpoint, receiver_api, sender_api};
 use crate::sync::Arc;
 use crate::WaitStrategy;
 
@@ -75,20 +75,7 @@ impl<T> Sender<T> {
 }
 impl<T> Receiver<T> {
     receiver_api!();
-    /// Closes the channel from the receiving side and returns every message still queued, in
-    /// order. Senders fail from now on and hand their message back; a send racing with the close
-    /// either fails that way or its message is in the returned `Vec`, so nothing is lost. This is
-    /// how a consumer shuts down without dropping accepted work.
-    pub fn close(self) -> Vec<T> {
-        let mut rest = Vec::new();
-        self.chan.close_receiver(&mut |v| rest.push(v));
-        // The close above already released this endpoint's count; skip `Drop`.
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the `Arc` is moved out exactly once
-        // and its count is released here.
-        drop(unsafe { std::ptr::read(&this.chan) });
-        rest
-    }
+    close_api!();
 }
 debug_endpoint!(Sender);
 debug_endpoint!(Receiver);

@@ -47,7 +47,7 @@ use std::mem::MaybeUninit;
 use crossbeam_utils::CachePadded;
 
 use crate::chan::{Chan, Ring};
-use crate::endpoint::{debug_endpoint, receiver_api, sender_api};
+use crate::endpoint::{close_api, debug_endpoint, receiver_api, sender_api};
 use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
 use crate::WaitStrategy;
 
@@ -337,20 +337,7 @@ impl<T> Producer<T> {
 }
 impl<T> Consumer<T> {
     receiver_api!();
-    /// Closes the channel from the receiving side and returns every message still queued, in
-    /// order. Senders fail from now on and hand their message back; a send racing with the close
-    /// either fails that way or its message is in the returned `Vec`, so nothing is lost. This is
-    /// how a consumer shuts down without dropping accepted work.
-    pub fn close(self) -> Vec<T> {
-        let mut rest = Vec::new();
-        self.chan.close_receiver(&mut |v| rest.push(v));
-        // The close above already released this endpoint's count; skip `Drop`.
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the `Arc` is moved out exactly once
-        // and its count is released here.
-        drop(unsafe { std::ptr::read(&this.chan) });
-        rest
-    }
+    close_api!();
 }
 debug_endpoint!(Producer);
 debug_endpoint!(Consumer);

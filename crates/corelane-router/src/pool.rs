@@ -387,15 +387,9 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     /// [`Error::ShutDown`] if a worker stopped without answering.
     pub fn flush(&self) -> Result<(), Error> {
         let slots = self.inner.peers.slots();
-        let (tx, rx) = flume::bounded(slots.len());
-        for slot in slots {
-            internal::flush_marker(slot, tx.clone());
-        }
-        drop(tx);
-        for _ in slots {
-            rx.recv().map_err(|_| Error::ShutDown)?;
-        }
-        Ok(())
+        internal::flush_all(slots.len(), |i, done| {
+            internal::flush_marker(&slots[i], done)
+        })
     }
 
     /// A snapshot of every worker's counters.

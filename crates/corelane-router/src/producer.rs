@@ -116,14 +116,9 @@ impl<W: Worker, P> Producer<W, P> {
     /// # Errors
     /// [`Error::ShutDown`] if a worker stopped without answering.
     pub fn flush(&self) -> Result<(), Error> {
-        let (tx, rx) = flume::bounded(self.lanes.len());
-        for (lane, slot) in self.lanes.iter().zip(self.peers.slots()) {
-            lane.flush_marker(slot, tx.clone());
-        }
-        drop(tx);
-        for _ in &self.lanes {
-            rx.recv().map_err(|_| Error::ShutDown)?;
-        }
-        Ok(())
+        let slots = self.peers.slots();
+        internal::flush_all(self.lanes.len(), |i, done| {
+            self.lanes[i].flush_marker(&slots[i], done)
+        })
     }
 }

@@ -83,6 +83,26 @@ pub mod internal {
         slot.flush_marker(done)
     }
 
+    /// Queues one flush marker through each of `count` paths (`mark(i, done)`) and waits until
+    /// every one is answered.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if a worker stopped without answering.
+    pub fn flush_all(
+        count: usize,
+        mut mark: impl FnMut(usize, flume::Sender<()>),
+    ) -> Result<(), Error> {
+        let (tx, rx) = flume::bounded(count);
+        for i in 0..count {
+            mark(i, tx.clone());
+        }
+        drop(tx);
+        for _ in 0..count {
+            rx.recv().map_err(|_| Error::ShutDown)?;
+        }
+        Ok(())
+    }
+
     /// Asks `slot`'s worker to stop by `deadline`.
     pub fn request_stop<M>(slot: &Slot<M>, deadline: Option<std::time::Instant>) {
         slot.request_stop(deadline)
