@@ -317,23 +317,19 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         W::Message: Clone,
     {
-        let slots = self.inner.peers.slots();
+        let (last, rest) = self
+            .inner
+            .peers
+            .slots()
+            .split_last()
+            .expect("a pool has at least one worker");
         let mut first_err = None;
-        for (i, slot) in slots.iter().enumerate() {
-            let copy = if i + 1 == slots.len() {
-                None
-            } else {
-                Some(msg.clone())
-            };
-            let result = match copy {
-                Some(c) => slot.send(c),
-                None => break,
-            };
-            if let Err(e) = result {
+        for slot in rest {
+            if let Err(e) = slot.send(msg.clone()) {
                 first_err.get_or_insert(e);
             }
         }
-        if let Err(e) = slots[slots.len() - 1].send(msg) {
+        if let Err(e) = last.send(msg) {
             first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
