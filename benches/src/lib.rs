@@ -16,55 +16,64 @@ pub fn pin(index: usize) -> bool {
 }
 
 /// Runs `consumer` pinned to core 1 and `producer` pinned to core 0, and returns the time from the
-/// start of both to the end of both.
+/// first of them starting to the last of them finishing.
 pub fn pinned_pair<P, C>(producer: P, consumer: C) -> Duration
 where
     P: FnOnce() + Send + 'static,
     C: FnOnce() + Send + 'static,
 {
-    let barrier = Arc::new(std::sync::Barrier::new(3));
-    let b = barrier.clone();
-    let c = std::thread::spawn(move || {
-        pin(1);
-        b.wait();
-        consumer();
-    });
-    let b = barrier.clone();
-    let p = std::thread::spawn(move || {
-        pin(0);
-        b.wait();
-        producer();
-    });
-    barrier.wait();
-    let start = Instant::now();
-    p.join().unwrap();
-    c.join().unwrap();
-    start.elapsed()
+    let consumer: Box<dyn FnOnce() + Send> = Box::new(consumer);
+    let producer: Box<dyn FnOnce() + Send> = Box::new(producer);
+    // Index 0 is pinned to core 0: the producer; the consumer goes to core 1.
+    pinned_group_on(vec![(0, producer), (1, consumer)])
 }
 
 /// Runs `n` threads (pinned round-robin over the cores) each executing `f(i)` after a common start,
-/// and returns the time until all finish.
+/// and returns the time from the first start to the last finish.
 pub fn pinned_group<F>(fs: Vec<F>) -> Duration
 where
     F: FnOnce() + Send + 'static,
 {
-    let barrier = Arc::new(std::sync::Barrier::new(fs.len() + 1));
-    let hs: Vec<_> = fs
+    pinned_group_on(fs.into_iter().enumerate().collect())
+}
+
+/// Runs each `(core, f)` on its own thread pinned to `core`, all released by one barrier.
+///
+/// Each thread reads the clock itself, right after the barrier and right after its work: the
+/// spawning thread may be descheduled for the whole run on a 2-core machine (it is a third thread),
+/// so a clock read there would miss work that already happened.
+fn pinned_group_on<F>(fs: Vec<(usize, F)>) -> Duration
+where
+    F: FnOnce() + Send + 'static,
+{
+    let barrier = Arc::new(std::sync::Barrier::new(fs.len()));
+    let spans: Vec<(Instant, Instant)> = fs
         .into_iter()
-        .enumerate()
-        .map(|(i, f)| {
+        .map(|(core, f)| {
             let b = barrier.clone();
             std::thread::spawn(move || {
-                pin(i);
+                pin(core);
                 b.wait();
+                let start = Instant::now();
                 f();
+                (start, Instant::now())
             })
         })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
         .collect();
-    barrier.wait();
-    let start = Instant::now();
-    hs.into_iter().for_each(|h| h.join().unwrap());
-    start.elapsed()
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    last - first
 }
 
 /// The hardware floor: `rounds` round trips of two pinned threads bouncing one atomic counter

@@ -223,7 +223,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's producer rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         if self.ends.rx_closed.load(Ordering::Relaxed) {
             return Err(TrySendError::Disconnected(value));
@@ -281,6 +281,17 @@ impl<T, R: Ring<T>> Chan<T, R> {
             Err(TrySendError::Full(v)) => v,
         };
         // SAFETY: forwarded from the caller.
+        unsafe { self.send_slow(value) }
+    }
+
+    /// The waiting part of [`Chan::send`], kept out of line so the fast path inlines small.
+    ///
+    /// # Safety
+    /// The caller honors the ring's producer rule.
+    #[cold]
+    #[inline(never)]
+    unsafe fn send_slow(&self, value: T) -> Result<(), SendError<T>> {
+        // SAFETY: forwarded from the caller.
         match unsafe { self.send_deadline(value, None) } {
             Ok(()) => Ok(()),
             Err(e) => Err(SendError(e.into_inner())),
@@ -328,7 +339,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's consumer rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn try_recv(&self) -> Result<T, TryRecvError> {
         // SAFETY: forwarded from the caller.
         if let Some(v) = unsafe { self.ring.pop() } {
@@ -371,6 +382,17 @@ impl<T, R: Ring<T>> Chan<T, R> {
             Err(TryRecvError::Disconnected) => return Err(RecvError),
             Err(TryRecvError::Empty) => {}
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.recv_slow() }
+    }
+
+    /// The waiting part of [`Chan::recv`], kept out of line so the fast path inlines small.
+    ///
+    /// # Safety
+    /// The caller honors the ring's consumer rule.
+    #[cold]
+    #[inline(never)]
+    unsafe fn recv_slow(&self) -> Result<T, RecvError> {
         // SAFETY: forwarded from the caller.
         unsafe { self.recv_deadline(None) }.map_err(|_| RecvError)
     }

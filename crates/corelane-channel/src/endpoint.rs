@@ -54,6 +54,7 @@ macro_rules! sender_api {
         /// # Errors
         /// [`SendError`](crate::SendError) with `value` when every receiver is gone, including
         /// when the last one drops while this call waits.
+        #[inline]
         pub fn send(&self, value: T) -> Result<(), $crate::SendError<T>> {
             // SAFETY: this endpoint upholds the ring's producer rule (module docs).
             unsafe { self.chan.send(value) }
@@ -127,6 +128,7 @@ macro_rules! receiver_api {
         ///
         /// # Errors
         /// [`RecvError`](crate::RecvError) once the channel is empty and every sender is gone.
+        #[inline]
         pub fn recv(&self) -> Result<T, $crate::RecvError> {
             // SAFETY: this endpoint upholds the ring's consumer rule (module docs).
             unsafe { self.chan.recv() }

@@ -51,30 +51,38 @@ use crate::endpoint::{close_api, debug_endpoint, receiver_api, sender_api};
 use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
 use crate::WaitStrategy;
 
-/// The producer's cache line: written only by the producer (`tail` is read by the consumer).
+/// The producer's private cache line: read and written only by the producer, so its hot-path
+/// reads never miss on a line the consumer is polling.
 #[derive(Debug)]
-struct ProducerSide {
-    /// Next position to write. Stored (Release) by the producer after writing the slot; loaded
-    /// (Acquire) by the consumer, which then reads the slot.
-    tail: AtomicUsize,
-    /// The producer's last view of `head`; touched only by the producer.
+struct ProducerLocal {
+    /// The producer's copy of `tail` (equal to it whenever the producer is not mid-push).
+    tail: UnsafeCell<usize>,
+    /// The producer's last view of `head`.
     head_cache: UnsafeCell<usize>,
 }
 
-/// The consumer's cache line: written only by the consumer (`head` is read by the producer).
+/// The consumer's private cache line: read and written only by the consumer.
 #[derive(Debug)]
-struct ConsumerSide {
-    /// Next position to read. Stored (Release) by the consumer after moving the value out; loaded
-    /// (Acquire) by the producer, which may then overwrite the slot.
-    head: AtomicUsize,
-    /// The consumer's last view of `tail`; touched only by the consumer.
+struct ConsumerLocal {
+    /// The consumer's copy of `head`.
+    head: UnsafeCell<usize>,
+    /// The consumer's last view of `tail`.
     tail_cache: UnsafeCell<usize>,
 }
 
 /// Lamport ring. Producer rule: one pushing thread at a time. Consumer rule: one popping thread.
+///
+/// Four cache lines: the two published indices, each alone on its line (written by its owner,
+/// polled by the peer), and each side's private copies, which the peer never touches.
 pub(crate) struct SpscRing<T> {
-    producer: CachePadded<ProducerSide>,
-    consumer: CachePadded<ConsumerSide>,
+    /// Next position to write. Stored (Release) by the producer after writing the slot; loaded
+    /// (Acquire) by the consumer, which then reads the slot.
+    tail: CachePadded<AtomicUsize>,
+    /// Next position to read. Stored (Release) by the consumer after moving the value out; loaded
+    /// (Acquire) by the producer, which may then overwrite the slot.
+    head: CachePadded<AtomicUsize>,
+    producer: CachePadded<ProducerLocal>,
+    consumer: CachePadded<ConsumerLocal>,
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
 }
@@ -113,11 +121,10 @@ impl<T> SpscRing<T> {
         if cap - tail.wrapping_sub(head) < want {
             // Acquire pairs with the consumer's Release store of `head` in `pop*`: the consumer's
             // move out of those slots happens-before we overwrite them.
-            let fresh = self.consumer.head.load(Ordering::Acquire);
+            let fresh = self.head.load(Ordering::Acquire);
             if fresh != head {
                 head = fresh;
-                // SAFETY: producer rule, as above. Stored only when it changed: this line also
-                // holds `tail`, which the consumer polls.
+                // SAFETY: producer rule, as above.
                 self.producer.head_cache.with_mut(|p| unsafe { *p = head });
             }
         }
@@ -135,27 +142,52 @@ impl<T> SpscRing<T> {
         if tail.wrapping_sub(head) < want {
             // Acquire pairs with the producer's Release store of `tail` in `push*`: its writes of
             // those slots happen-before our reads.
-            let fresh = self.producer.tail.load(Ordering::Acquire);
+            let fresh = self.tail.load(Ordering::Acquire);
             if fresh != tail {
                 tail = fresh;
-                // SAFETY: consumer rule, as above. Stored only when it changed: this line also
-                // holds `head`, which the producer reads, and an empty poll must not steal it.
+                // SAFETY: consumer rule, as above.
                 self.consumer.tail_cache.with_mut(|p| unsafe { *p = tail });
             }
         }
         tail.wrapping_sub(head)
+    }
+
+    /// Makes the slots before `tail` visible to the consumer.
+    ///
+    /// # Safety
+    /// Producer rule; the slots before `tail` are written.
+    #[inline(always)]
+    unsafe fn publish_tail(&self, tail: usize) {
+        // SAFETY: only the producer touches its local line (producer rule).
+        self.producer.tail.with_mut(|p| unsafe { *p = tail });
+        // Release pairs with the consumer's Acquire load of `tail` in `ready_slots` and `drain`.
+        self.tail.store(tail, Ordering::Release);
+    }
+
+    /// Hands the slots before `head` back to the producer.
+    ///
+    /// # Safety
+    /// Consumer rule; the values before `head` are moved out.
+    #[inline(always)]
+    unsafe fn publish_head(&self, head: usize) {
+        // SAFETY: only the consumer touches its local line (consumer rule).
+        self.consumer.head.with_mut(|p| unsafe { *p = head });
+        // Release pairs with the producer's Acquire load of `head` in `free_slots`.
+        self.head.store(head, Ordering::Release);
     }
 }
 
 impl<T> Ring<T> for SpscRing<T> {
     fn with_capacity(capacity: usize) -> Self {
         Self {
-            producer: CachePadded::new(ProducerSide {
-                tail: AtomicUsize::new(0),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            head: CachePadded::new(AtomicUsize::new(0)),
+            producer: CachePadded::new(ProducerLocal {
+                tail: UnsafeCell::new(0),
                 head_cache: UnsafeCell::new(0),
             }),
-            consumer: CachePadded::new(ConsumerSide {
-                head: AtomicUsize::new(0),
+            consumer: CachePadded::new(ConsumerLocal {
+                head: UnsafeCell::new(0),
                 tail_cache: UnsafeCell::new(0),
             }),
             slots: (0..capacity)
@@ -167,23 +199,22 @@ impl<T> Ring<T> for SpscRing<T> {
 
     #[inline]
     unsafe fn push(&self, value: T) -> Result<usize, T> {
-        // Relaxed: only this thread (the producer) stores `tail`.
-        let tail = self.producer.tail.load(Ordering::Relaxed);
+        // SAFETY: only the producer touches its local line (producer rule).
+        let tail = self.producer.tail.with(|p| unsafe { *p });
         // SAFETY: forwarded producer rule.
         if unsafe { self.free_slots(tail, 1) } == 0 {
             return Err(value);
         }
         // SAFETY: the slot at `tail` is free (free_slots > 0) and only the producer writes it.
         self.slot(tail).with_mut(|p| unsafe { (*p).write(value) });
-        // Release pairs with the consumer's Acquire load of `tail` in `ready_slots`.
-        self.producer
-            .tail
-            .store(tail.wrapping_add(1), Ordering::Release);
+        // SAFETY: producer rule, as above.
+        unsafe { self.publish_tail(tail.wrapping_add(1)) };
         Ok(tail)
     }
 
     unsafe fn push_batch(&self, items: &mut Vec<T>) -> (usize, usize) {
-        let tail = self.producer.tail.load(Ordering::Relaxed);
+        // SAFETY: only the producer touches its local line (producer rule).
+        let tail = self.producer.tail.with(|p| unsafe { *p });
         // SAFETY: forwarded producer rule.
         let n = unsafe { self.free_slots(tail, items.len()) }.min(items.len());
         for (i, value) in items.drain(..n).enumerate() {
@@ -192,18 +223,16 @@ impl<T> Ring<T> for SpscRing<T> {
                 .with_mut(|p| unsafe { (*p).write(value) });
         }
         if n > 0 {
-            // Release pairs with the consumer's Acquire load of `tail` in `ready_slots`.
-            self.producer
-                .tail
-                .store(tail.wrapping_add(n), Ordering::Release);
+            // SAFETY: producer rule, as above.
+            unsafe { self.publish_tail(tail.wrapping_add(n)) };
         }
         (tail, n)
     }
 
     #[inline]
     unsafe fn pop(&self) -> Option<T> {
-        // Relaxed: only this thread (the consumer) stores `head`.
-        let head = self.consumer.head.load(Ordering::Relaxed);
+        // SAFETY: only the consumer touches its local line (consumer rule).
+        let head = self.consumer.head.with(|p| unsafe { *p });
         // SAFETY: forwarded consumer rule.
         if unsafe { self.ready_slots(head, 1) } == 0 {
             return None;
@@ -211,15 +240,14 @@ impl<T> Ring<T> for SpscRing<T> {
         // SAFETY: the slot at `head` holds a value published by the producer (ready_slots > 0);
         // we move it out and then release the slot.
         let value = self.slot(head).with(|p| unsafe { (*p).assume_init_read() });
-        // Release pairs with the producer's Acquire load of `head` in `free_slots`.
-        self.consumer
-            .head
-            .store(head.wrapping_add(1), Ordering::Release);
+        // SAFETY: consumer rule, as above.
+        unsafe { self.publish_head(head.wrapping_add(1)) };
         Some(value)
     }
 
     unsafe fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
-        let head = self.consumer.head.load(Ordering::Relaxed);
+        // SAFETY: only the consumer touches its local line (consumer rule).
+        let head = self.consumer.head.with(|p| unsafe { *p });
         // SAFETY: forwarded consumer rule.
         let n = unsafe { self.ready_slots(head, max) }.min(max);
         out.reserve(n);
@@ -231,34 +259,32 @@ impl<T> Ring<T> for SpscRing<T> {
             );
         }
         if n > 0 {
-            // Release pairs with the producer's Acquire load of `head` in `free_slots`.
-            self.consumer
-                .head
-                .store(head.wrapping_add(n), Ordering::Release);
+            // SAFETY: consumer rule, as above.
+            unsafe { self.publish_head(head.wrapping_add(n)) };
         }
         n
     }
 
     unsafe fn drain(&self, f: &mut dyn FnMut(usize, T)) {
-        let head = self.consumer.head.load(Ordering::Relaxed);
+        // SAFETY: the caller excludes every other popper, so this thread acts as the consumer.
+        let head = self.consumer.head.with(|p| unsafe { *p });
         // Acquire pairs with the producer's Release store of `tail`: every published slot is
         // visible. (SPSC claims and publishes in one store, so nothing is half-written.)
-        let tail = self.producer.tail.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
         let mut pos = head;
         while pos != tail {
             // SAFETY: [head, tail) hold published values; the caller excludes every other popper.
             let value = self.slot(pos).with(|p| unsafe { (*p).assume_init_read() });
             // Publish progress before `f`, so a panic in `f` cannot cause a double drop.
-            self.consumer
-                .head
-                .store(pos.wrapping_add(1), Ordering::Release);
+            // SAFETY: consumer rule, as above.
+            unsafe { self.publish_head(pos.wrapping_add(1)) };
             f(pos, value);
             pos = pos.wrapping_add(1);
         }
     }
 
     fn has_item(&self) -> bool {
-        self.producer.tail.load(Ordering::Acquire) != self.consumer.head.load(Ordering::Acquire)
+        self.tail.load(Ordering::Acquire) != self.head.load(Ordering::Acquire)
     }
 
     fn has_space(&self) -> bool {
@@ -267,8 +293,8 @@ impl<T> Ring<T> for SpscRing<T> {
 
     fn len(&self) -> usize {
         // Load head first: tail only grows, so tail - head cannot underflow.
-        let head = self.consumer.head.load(Ordering::Acquire);
-        let tail = self.producer.tail.load(Ordering::Acquire);
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
         tail.wrapping_sub(head).min(self.slots.len())
     }
 
@@ -279,8 +305,8 @@ impl<T> Ring<T> for SpscRing<T> {
 
 impl<T> Drop for SpscRing<T> {
     fn drop(&mut self) {
-        let head = self.consumer.head.load(Ordering::Relaxed);
-        let tail = self.producer.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
         let mut pos = head;
         while pos != tail {
             // SAFETY: `&mut self`: no other access; slots in [head, tail) hold initialized values,

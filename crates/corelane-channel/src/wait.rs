@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use crate::sync::{
-    heavy_barrier, light_barrier, spin_hint, yield_now, AtomicUsize, Condvar, Mutex, MutexGuard,
-    Ordering,
+    heavy_barrier, light_barrier, spin_hint, yield_now, AtomicU32, AtomicUsize, Condvar, Mutex,
+    MutexGuard, Ordering,
 };
 
 /// How a blocked sender or receiver waits for its channel to change.
@@ -46,6 +46,10 @@ const MAX_PAUSES: u32 = 64;
 /// Attempts with a single pause between them before the exponential ramp starts.
 const TIGHT_ATTEMPTS: u32 = 32;
 
+/// The longest learned delay (in pause instructions) before a waiter's first re-try; see
+/// [`Signal::pace`]. Under loom a pause is a scheduler yield, so the model keeps it at 1.
+const MAX_PACE: u32 = if cfg!(corelane_loom) { 1 } else { 256 };
+
 /// Where threads blocked in one direction of a channel sleep.
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
@@ -54,6 +58,15 @@ pub(crate) struct Signal {
     /// notifiers after [`light_barrier`]. Resetting it means one notify per park, not one per
     /// message while the woken thread is still being scheduled.
     sleepers: AtomicUsize,
+    /// Pauses a waiter spends before its first re-try: doubled (up to [`MAX_PACE`]) each time
+    /// that first re-try succeeds, reset to 1 when it does not. Streaming, where the peer
+    /// publishes again within nanoseconds, drives it up: the waiter then stays off the cache
+    /// lines the peer is writing and comes back to a batch, instead of pulling every message
+    /// across on its own (the near-empty/near-full lockstep of Lamport rings). Request/response
+    /// waits are longer than one pause and keep it at 1, so latency is unchanged. Read and written
+    /// only by waiters, on their slow path, and stored only when it changes: this line is also
+    /// read by every notifier. A hint: racing waiters may lose an update, which is harmless.
+    pace: AtomicU32,
     /// Bumped by every notify that found sleepers; a sleeper whose epoch did not move when it
     /// returns (timeout, spurious wake-up, ready at once) takes itself off `sleepers`.
     epoch: Mutex<u64>,
@@ -88,6 +101,25 @@ impl Signal {
             *epoch = epoch.wrapping_add(1);
             self.cond.notify_all();
         }
+    }
+
+    /// Waits the learned [`Signal::pace`], re-tries once and adapts the pace to the outcome.
+    #[inline]
+    fn paced<R>(&self, attempt: &mut impl FnMut() -> Option<R>) -> Option<R> {
+        let pace = self.pace.load(Ordering::Relaxed).max(1);
+        for _ in 0..pace {
+            spin_hint();
+        }
+        let result = attempt();
+        let next = if result.is_some() {
+            (pace * 2).min(MAX_PACE)
+        } else {
+            1
+        };
+        if next != pace {
+            self.pace.store(next, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Parks until notified, `ready()` holds, or `deadline` passes. May return spuriously; the
@@ -141,7 +173,8 @@ fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexG
 /// Returns `None` if `deadline` passed first. `ready` is a cheap read-only check that the attempt
 /// may now succeed (it must become true once the awaited change is published).
 ///
-/// The spin phase makes [`TIGHT_ATTEMPTS`] attempts one pause apart, then pause-spins through an
+/// The spin phase first re-tries once after the learned pace ([`Signal::pace`]), then makes
+/// [`TIGHT_ATTEMPTS`] attempts one pause apart, then pause-spins through an
 /// exponential backoff ramp (127 pauses), without reading the clock (most waits end there). After it, `SpinThenPark` and
 /// `SpinThenYield` yield between attempts, so a thread sharing this core (common on 2-vCPU
 /// machines) gets to run instead of watching us spin; `Spin` keeps pause-spinning.
@@ -157,6 +190,9 @@ pub(crate) fn block_on<R>(
     }
     let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     if strategy != WaitStrategy::Park {
+        if let Some(r) = signal.paced(&mut attempt) {
+            return Some(r);
+        }
         let mut started: Option<Instant> = None;
         let mut yielding = false;
         // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
