@@ -35,10 +35,18 @@ pub enum WaitStrategy {
     Park,
 }
 
-/// How long [`WaitStrategy::SpinThenPark`] and [`WaitStrategy::SpinThenYield`] spin before
-/// parking or yielding: long enough to cover a cross-core hand-off (hundreds of nanoseconds) many
+/// How long [`WaitStrategy::SpinThenPark`] spins (and, past a short pause-spin, yields) before
+/// parking, at first: long enough to cover a cross-core hand-off (hundreds of nanoseconds) many
 /// times over, short enough that an idle thread goes to sleep almost at once.
+///
+/// The budget adapts per wait queue between this and [`MAX_SPIN_BUDGET`]: a park that ends sooner
+/// than the budget (the peer came back almost at once, and paid a futex wake for it) doubles it; a
+/// park longer than eight budgets halves it. A busy pipeline with short gaps so stops parking,
+/// while an idle thread still parks within [`SPIN_BUDGET`] after a few long sleeps.
 pub const SPIN_BUDGET: Duration = Duration::from_micros(20);
+
+/// The most a learned spin budget grows to; see [`SPIN_BUDGET`].
+pub const MAX_SPIN_BUDGET: Duration = Duration::from_millis(1);
 
 /// The most pause instructions between two attempts while spinning.
 const MAX_PAUSES: u32 = 64;
@@ -67,6 +75,10 @@ pub(crate) struct Signal {
     /// only by waiters, on their slow path, and stored only when it changes: this line is also
     /// read by every notifier. A hint: racing waiters may lose an update, which is harmless.
     pace: AtomicU32,
+    /// The learned spin budget in microseconds (0 until the first park: [`SPIN_BUDGET`]); see
+    /// [`SPIN_BUDGET`]. Written only by waiters after a park, and only when it changes; a hint
+    /// like `pace`.
+    budget_us: AtomicU32,
     /// Bumped by every notify that found sleepers; a sleeper whose epoch did not move when it
     /// returns (timeout, spurious wake-up, ready at once) takes itself off `sleepers`.
     epoch: Mutex<u64>,
@@ -120,6 +132,33 @@ impl Signal {
             self.pace.store(next, Ordering::Relaxed);
         }
         result
+    }
+
+    /// The spin budget to use now.
+    fn budget(&self) -> Duration {
+        match self.budget_us.load(Ordering::Relaxed) {
+            0 => SPIN_BUDGET,
+            us => Duration::from_micros(us.into()),
+        }
+    }
+
+    /// Adapts the spin budget to a park that lasted `slept`.
+    fn learn(&self, slept: Duration) {
+        if cfg!(corelane_loom) {
+            return; // loom has no clock; keep the model deterministic
+        }
+        let budget = self.budget();
+        let next = if slept < budget {
+            (budget * 2).min(MAX_SPIN_BUDGET)
+        } else if slept > budget * 8 {
+            (budget / 2).max(SPIN_BUDGET)
+        } else {
+            budget
+        };
+        if next != budget {
+            let us = u32::try_from(next.as_micros()).unwrap_or(u32::MAX);
+            self.budget_us.store(us, Ordering::Relaxed);
+        }
     }
 
     /// Parks until notified, `ready()` holds, or `deadline` passes. May return spuriously; the
@@ -193,6 +232,7 @@ pub(crate) fn block_on<R>(
         if let Some(r) = signal.paced(&mut attempt) {
             return Some(r);
         }
+        let budget = signal.budget();
         let mut started: Option<Instant> = None;
         let mut yielding = false;
         // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
@@ -232,7 +272,7 @@ pub(crate) fn block_on<R>(
             }
             let spent = now - *started.get_or_insert(now);
             if strategy != WaitStrategy::Spin {
-                if spent >= SPIN_BUDGET {
+                if strategy == WaitStrategy::SpinThenPark && spent >= budget {
                     break;
                 }
                 yielding = true;
@@ -243,7 +283,11 @@ pub(crate) fn block_on<R>(
         if strategy == WaitStrategy::SpinThenYield {
             yield_now();
         } else {
+            let parked = Instant::now();
             signal.park(ready, deadline);
+            if strategy == WaitStrategy::SpinThenPark {
+                signal.learn(parked.elapsed());
+            }
         }
         if let Some(r) = attempt() {
             return Some(r);
