@@ -4,7 +4,10 @@
 //! 1983) with cached opposite indices, as in rigtorp's SPSCQueue and the `rtrb` crate: the
 //! producer owns `tail`, the consumer owns `head`, each on its own cache line, and each side keeps
 //! a private copy of the other's index, reloading it (Acquire) only when the copy says full/empty.
-//! A publish is one Release store; nothing is ever compare-and-swapped.
+//! A publish is one Release store; nothing is ever compare-and-swapped. Each side's private
+//! copies (its own index and its cache of the peer's) sit on a third and fourth line that the
+//! peer never touches, so the hot path never reads a line the peer is polling (rtrb keeps them
+//! in its endpoints for the same reason).
 //!
 //! The endpoints encode the topology: [`Producer`] and [`Consumer`] are `Send` but neither `Sync`
 //! nor `Clone`, so at most one thread pushes and one pops at any time:

@@ -25,10 +25,13 @@ pub enum WaitStrategy {
     /// Busy-spin until the operation can complete. Lowest latency; burns a whole core while
     /// waiting. Only for threads pinned to a core of their own.
     Spin,
-    /// Spin for [`SPIN_BUDGET`], then call `yield_now` between attempts. Never sleeps.
+    /// Pause-spin through a short backoff ramp (about a microsecond), then call `yield_now`
+    /// between attempts. Never sleeps.
     SpinThenYield,
-    /// Spin for [`SPIN_BUDGET`], then park until woken. Fast hand-offs stay in the spin phase; a
-    /// long wait costs no CPU.
+    /// Spin (a short pause ramp, then `yield_now`) for the wait queue's learned budget, then
+    /// park until woken. The budget starts at [`SPIN_BUDGET`] and adapts up to
+    /// [`MAX_SPIN_BUDGET`] when parks keep ending sooner than it. Fast hand-offs stay in the
+    /// spin phase; a long wait costs no CPU.
     #[default]
     SpinThenPark,
     /// Park at once whenever the operation cannot complete.
