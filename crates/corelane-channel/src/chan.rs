@@ -261,7 +261,14 @@ impl<T, R: Ring<T>> Chan<T, R> {
                 }
             }
         };
-        match block_on(self.wait, &self.not_full, deadline, attempt, &ready) {
+        match block_on(
+            self.wait,
+            &self.not_full,
+            deadline,
+            attempt,
+            &ready,
+            &|| self.free_backlog(),
+        ) {
             Some(result) => result,
             None => Err(SendTimeoutError::Timeout(
                 slot.take().expect("a timed-out send still holds its value"),
@@ -331,8 +338,10 @@ impl<T, R: Ring<T>> Chan<T, R> {
                 Ok(_) => None,
             }
         };
-        block_on(self.wait, &self.not_full, None, attempt, &ready)
-            .expect("an untimed wait only ends with a result")
+        block_on(self.wait, &self.not_full, None, attempt, &ready, &|| {
+            self.free_backlog()
+        })
+        .expect("an untimed wait only ends with a result")
     }
 
     // ---- receiving ----------------------------------------------------------------------------
@@ -367,8 +376,15 @@ impl<T, R: Ring<T>> Chan<T, R> {
             Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
             Err(TryRecvError::Empty) => None,
         };
-        block_on(self.wait, &self.not_empty, deadline, attempt, &ready)
-            .unwrap_or(Err(RecvTimeoutError::Timeout))
+        block_on(
+            self.wait,
+            &self.not_empty,
+            deadline,
+            attempt,
+            &ready,
+            &|| self.ready_backlog(),
+        )
+        .unwrap_or(Err(RecvTimeoutError::Timeout))
     }
 
     /// # Safety
@@ -441,8 +457,26 @@ impl<T, R: Ring<T>> Chan<T, R> {
             Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
             Err(TryRecvError::Empty) => None,
         };
-        block_on(self.wait, &self.not_empty, deadline, attempt, &ready)
-            .unwrap_or(Err(RecvTimeoutError::Timeout))
+        block_on(
+            self.wait,
+            &self.not_empty,
+            deadline,
+            attempt,
+            &ready,
+            &|| self.ready_backlog(),
+        )
+        .unwrap_or(Err(RecvTimeoutError::Timeout))
+    }
+
+    /// Free slots and capacity, for a blocked sender's pace ([`block_on`]).
+    fn free_backlog(&self) -> Option<(usize, usize)> {
+        let capacity = self.ring.capacity();
+        Some((capacity - self.ring.len().min(capacity), capacity))
+    }
+
+    /// Queued values and capacity, for a blocked receiver's pace ([`block_on`]).
+    fn ready_backlog(&self) -> Option<(usize, usize)> {
+        Some((self.ring.len(), self.ring.capacity()))
     }
 
     // ---- inspection ---------------------------------------------------------------------------

@@ -70,7 +70,8 @@ pub(crate) struct Signal {
     /// message while the woken thread is still being scheduled.
     sleepers: AtomicUsize,
     /// Pauses a waiter spends before its first re-try: doubled (up to [`MAX_PACE`]) each time
-    /// that first re-try succeeds, reset to 1 when it does not. Streaming, where the peer
+    /// that first re-try succeeds while little was waiting, halved when more than half the ring
+    /// was ([`Signal::paced`]), reset to 1 when the re-try fails. Streaming, where the peer
     /// publishes again within nanoseconds, drives it up: the waiter then stays off the cache
     /// lines the peer is writing and comes back to a batch, instead of pulling every message
     /// across on its own (the near-empty/near-full lockstep of Lamport rings). Request/response
@@ -119,17 +120,30 @@ impl Signal {
     }
 
     /// Waits the learned [`Signal::pace`], re-tries once and adapts the pace to the outcome.
+    ///
+    /// `backlog()` reports, before the re-try, how much the peer left for us (values ready to
+    /// receive, or free slots to send into) and the ring's capacity. The pace aims that at a band:
+    /// doubled while less than 1/16 of the ring is waiting (we came back too soon: lockstep
+    /// territory), halved once more than half is (the peer was about to run dry and wait on us),
+    /// kept in between. Without a backlog (a doorbell) it doubles on every successful re-try.
+    /// A failed re-try resets it to 1: the peer is not streaming, and latency comes first.
     #[inline]
-    fn paced<R>(&self, attempt: &mut impl FnMut() -> Option<R>) -> Option<R> {
+    fn paced<R>(
+        &self,
+        attempt: &mut impl FnMut() -> Option<R>,
+        backlog: &dyn Fn() -> Option<(usize, usize)>,
+    ) -> Option<R> {
         let pace = self.pace.load(Ordering::Relaxed).max(1);
         for _ in 0..pace {
             spin_hint();
         }
+        let waiting = backlog();
         let result = attempt();
-        let next = if result.is_some() {
-            (pace * 2).min(MAX_PACE)
-        } else {
-            1
+        let next = match (result.is_some(), waiting) {
+            (false, _) => 1,
+            (true, Some((ready, capacity))) if ready * 2 > capacity => (pace / 2).max(1),
+            (true, Some((ready, capacity))) if ready * 16 >= capacity => pace,
+            (true, _) => (pace * 2).min(MAX_PACE),
         };
         if next != pace {
             self.pace.store(next, Ordering::Relaxed);
@@ -213,7 +227,9 @@ fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexG
 
 /// Runs `attempt` until it returns `Some`, waiting between tries by `strategy` on `signal`.
 /// Returns `None` if `deadline` passed first. `ready` is a cheap read-only check that the attempt
-/// may now succeed (it must become true once the awaited change is published).
+/// may now succeed (it must become true once the awaited change is published). `backlog` reports
+/// what the peer has left for the waiter and the ring's capacity; it tunes the pace
+/// ([`Signal::paced`]).
 ///
 /// The spin phase first re-tries once after the learned pace ([`Signal::pace`]), then makes
 /// [`TIGHT_ATTEMPTS`] attempts one pause apart, then pause-spins through an
@@ -226,13 +242,14 @@ pub(crate) fn block_on<R>(
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Option<R>,
     ready: &dyn Fn() -> bool,
+    backlog: &dyn Fn() -> Option<(usize, usize)>,
 ) -> Option<R> {
     if let Some(r) = attempt() {
         return Some(r);
     }
     let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     if strategy != WaitStrategy::Park {
-        if let Some(r) = signal.paced(&mut attempt) {
+        if let Some(r) = signal.paced(&mut attempt, backlog) {
             return Some(r);
         }
         let budget = signal.budget();
@@ -356,6 +373,7 @@ impl Doorbell {
             deadline,
             || ready().then_some(()),
             ready,
+            &|| None,
         )
         .is_some()
     }
