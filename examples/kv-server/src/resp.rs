@@ -79,6 +79,15 @@ fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
 }
 
 fn number(bytes: &[u8]) -> Option<i64> {
+    // Fast path for the common case (a short run of digits); anything else takes std's parser,
+    // so the accepted forms are exactly `i64::from_str`'s.
+    if !bytes.is_empty() && bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
+        return Some(
+            bytes
+                .iter()
+                .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')),
+        );
+    }
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 

@@ -2,13 +2,13 @@
 //! commands routed to shards by key, pipelines answered in order.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corelane::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::resp::{parse, Parsed, Resp};
 use crate::shard::{not_an_integer, parse_int, Op, Req, SetCond, Shard};
@@ -44,6 +44,10 @@ struct Ctx {
     pool: Pool<Shard>,
     max_bulk: usize,
     started: Instant,
+    /// The operations connections submitted since the flusher last ran (see [`flusher`]).
+    group: Mutex<Group>,
+    /// Wakes the flusher when the first connection joins an empty group.
+    flush: Notify,
 }
 
 /// A running server. [`Server::shutdown`] stops it gracefully.
@@ -79,10 +83,13 @@ impl Server {
             })
             .spawn(|_| Shard)?;
         let (stop, stop_rx) = watch::channel(false);
+        let group = Mutex::new(Group::new(pool.workers()));
         let ctx = Arc::new(Ctx {
             pool,
             max_bulk: cfg.max_bulk,
             started: Instant::now(),
+            group,
+            flush: Notify::new(),
         });
         let thread = std::thread::Builder::new()
             .name("kv-net".into())
@@ -135,6 +142,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = TcpListener::from_std(listener).expect("a non-blocking listener");
+    let flusher = tokio::spawn(flusher(ctx.clone()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -157,10 +165,13 @@ async fn accept_loop(
             _ = &mut deadline => { conns.abort_all(); while conns.join_next().await.is_some() {} break; }
         }
     }
+    // Every connection is gone, so nothing waits on a group any more.
+    flusher.abort();
+    let _ = flusher.await;
 }
 
-/// One client: read what it sent, parse every complete command, send each shard its part of
-/// the batch as one message, then assemble and write the answers in order.
+/// One client: read what it sent, parse every complete command, hand the shard operations to
+/// this tick's group ([`submit`]), then assemble and write the answers in order.
 async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -200,7 +211,7 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
             }
         }
         rbuf.drain(..used);
-        let mut results = batch.run(&ctx).await;
+        let mut results = submit(&ctx, &mut batch).await;
         for p in plans.drain(..) {
             p.resolve(&ctx, &mut results).write(&mut wbuf);
         }
@@ -231,8 +242,9 @@ struct Results(Vec<Vec<Option<Resp>>>);
 
 impl Results {
     fn take(&mut self, (shard, pos): Slot) -> Resp {
-        self.0[shard]
-            .get_mut(pos)
+        self.0
+            .get_mut(shard)
+            .and_then(|answers| answers.get_mut(pos))
             .and_then(Option::take)
             .unwrap_or_else(|| Resp::err("shard unavailable"))
     }
@@ -255,21 +267,83 @@ impl Batch {
             .map(|shard| self.add(shard, make()))
             .collect()
     }
+}
 
-    /// Sends each shard its operations as one message and waits for all answers. A full inbox
-    /// makes this task yield until there is room; a stopped pool answers "shard unavailable".
-    async fn run(&mut self, ctx: &Ctx) -> Results {
-        let mut answers = Vec::with_capacity(self.ops.len());
-        for (shard, ops) in self.ops.iter_mut().enumerate() {
+/// The shard operations of every connection that read requests in one scheduler tick.
+///
+/// Connections that become readable together (after one poll of the network) each append their
+/// batch here; the flusher, woken by the first of them and queued behind the rest, sends each
+/// shard the whole group as one message and hands every connection its part of the answers. With
+/// 50 pipelining clients this is one hop to a shard (one wake-up at most) per tick instead of one
+/// per connection read.
+struct Group {
+    /// Per shard, the operations of every member, member after member.
+    ops: Vec<Vec<Op>>,
+    /// Per member: how many operations it added to each shard, and where its answers go.
+    members: Vec<(Vec<usize>, oneshot::Sender<Results>)>,
+}
+
+impl Group {
+    fn new(shards: usize) -> Self {
+        Self {
+            ops: (0..shards).map(|_| Vec::new()).collect(),
+            members: Vec::new(),
+        }
+    }
+}
+
+fn lock(group: &Mutex<Group>) -> std::sync::MutexGuard<'_, Group> {
+    // A panic while holding the lock leaves at worst a member without answers, which reads as
+    // "shard unavailable"; the group itself stays usable.
+    group.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds `batch` (emptying it) to the current group and waits for its answers. A batch without
+/// shard operations (PING, errors) is answered at once.
+async fn submit(ctx: &Ctx, batch: &mut Batch) -> Results {
+    if batch.ops.iter().all(Vec::is_empty) {
+        return Results(batch.ops.iter().map(|_| Vec::new()).collect());
+    }
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut group = lock(&ctx.group);
+        let counts = group
+            .ops
+            .iter_mut()
+            .zip(&mut batch.ops)
+            .map(|(all, mine)| {
+                let n = mine.len();
+                all.append(mine);
+                n
+            })
+            .collect();
+        group.members.push((counts, tx));
+        if group.members.len() == 1 {
+            ctx.flush.notify_one();
+        }
+    }
+    // A group that could not be sent (pool stopped) drops the sender: every answer is missing.
+    rx.await.unwrap_or(Results(Vec::new()))
+}
+
+/// Sends each group to the shards (one message per shard) and, in a task of its own, hands the
+/// answers back to the group's members, so the next group can go out meanwhile. A full inbox makes
+/// it yield until there is room.
+async fn flusher(ctx: Arc<Ctx>) {
+    loop {
+        ctx.flush.notified().await;
+        let group = std::mem::replace(&mut *lock(&ctx.group), Group::new(ctx.pool.workers()));
+        if group.members.is_empty() {
+            continue;
+        }
+        let mut answers = Vec::with_capacity(group.ops.len());
+        for (shard, ops) in group.ops.into_iter().enumerate() {
             if ops.is_empty() {
                 answers.push(None);
                 continue;
             }
             let (reply, answer) = Reply::pair_async();
-            let mut msg = Req {
-                ops: std::mem::take(ops),
-                reply,
-            };
+            let mut msg = Req { ops, reply };
             let sent = loop {
                 match ctx.pool.try_send_to(shard, msg) {
                     Ok(()) => break true,
@@ -282,15 +356,30 @@ impl Batch {
             };
             answers.push(sent.then_some(answer));
         }
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            let got = match answer {
-                Some(a) => a.wait_async::<Req>().await.unwrap_or_default(),
-                None => Vec::new(),
-            };
-            results.push(got.into_iter().map(Some).collect());
-        }
-        Results(results)
+        tokio::spawn(hand_back(answers, group.members));
+    }
+}
+
+/// Waits for every shard's answers to one group and splits them among its members, in order.
+async fn hand_back(
+    answers: Vec<Option<corelane::worker::Answer<Vec<Resp>>>>,
+    members: Vec<(Vec<usize>, oneshot::Sender<Results>)>,
+) {
+    let mut per_shard = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let got = match answer {
+            Some(a) => a.wait_async::<Req>().await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        per_shard.push(got.into_iter());
+    }
+    for (counts, tx) in members {
+        let results = per_shard
+            .iter_mut()
+            .zip(counts)
+            .map(|(answers, n)| answers.by_ref().take(n).map(Some).collect())
+            .collect();
+        let _ = tx.send(Results(results)); // the connection may have left
     }
 }
 
@@ -449,8 +538,17 @@ fn set_options(args: &[Vec<u8>]) -> Result<(Option<Duration>, SetCond), Resp> {
 
 /// Validates one command and adds its shard operations to `batch`.
 fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    let Some(want) = arity(&name) else {
+    // Every command we know has a short ASCII name: lower-case it on the stack.
+    let mut lower = [0u8; 16];
+    let name = match args[0].len() {
+        n if n <= lower.len() => {
+            lower[..n].copy_from_slice(&args[0]);
+            lower[..n].make_ascii_lowercase();
+            std::str::from_utf8(&lower[..n]).unwrap_or("")
+        }
+        _ => "",
+    };
+    let Some(want) = arity(name) else {
         return Plan::Ready(unknown_command(&args));
     };
     let n = args.len() as i32;
@@ -459,10 +557,13 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             "wrong number of arguments for '{name}' command"
         )));
     }
-    let mut one = |args: &[Vec<u8>], op: Op| {
-        Plan::One(batch.add(ctx.pool.worker_for(args[1].as_slice()), op))
+    // A single-key command: its key moves into the operation (no copy).
+    let key = |args: &mut Vec<Vec<u8>>| std::mem::take(&mut args[1]);
+    let mut one = |op: Op| {
+        let shard = ctx.pool.worker_for(op.key().unwrap_or_default());
+        Plan::One(batch.add(shard, op))
     };
-    match name.as_str() {
+    match name {
         "ping" => Plan::Ready(match args.get(1) {
             Some(msg) => Resp::Bulk(Some(msg.clone())),
             None => Resp::Simple("PONG"),
@@ -470,11 +571,11 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
         "echo" => Plan::Ready(Resp::Bulk(Some(args.swap_remove(1)))),
         "quit" => Plan::Ready(Resp::Simple("OK")),
         "command" => Plan::Ready(Resp::Array(Vec::new())),
-        "get" => one(&args, Op::Get(args[1].clone())),
-        "strlen" => one(&args, Op::Strlen(args[1].clone())),
-        "ttl" => one(&args, Op::Ttl(args[1].clone())),
-        "incr" => one(&args, Op::IncrBy(args[1].clone(), 1)),
-        "decr" => one(&args, Op::IncrBy(args[1].clone(), -1)),
+        "get" => one(Op::Get(key(&mut args))),
+        "strlen" => one(Op::Strlen(key(&mut args))),
+        "ttl" => one(Op::Ttl(key(&mut args))),
+        "incr" => one(Op::IncrBy(key(&mut args), 1)),
+        "decr" => one(Op::IncrBy(key(&mut args), -1)),
         "incrby" | "decrby" => match parse_int(&args[2]) {
             None => Plan::Ready(not_an_integer()),
             Some(d) if name == "decrby" && d == i64::MIN => {
@@ -482,27 +583,24 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             }
             Some(d) => {
                 let delta = if name == "decrby" { -d } else { d };
-                one(&args, Op::IncrBy(args[1].clone(), delta))
+                one(Op::IncrBy(key(&mut args), delta))
             }
         },
         "append" => {
             let val = args.pop().expect("arity checked");
-            one(&args, Op::Append(args[1].clone(), val))
+            one(Op::Append(key(&mut args), val))
         }
         "set" => match set_options(&args) {
             Err(e) => Plan::Ready(e),
             Ok((ttl, cond)) => {
                 args.truncate(3);
                 let val = args.pop().expect("arity checked");
-                one(
-                    &args,
-                    Op::Set {
-                        key: args[1].clone(),
-                        val,
-                        ttl,
-                        cond,
-                    },
-                )
+                one(Op::Set {
+                    key: key(&mut args),
+                    val,
+                    ttl,
+                    cond,
+                })
             }
         },
         "expire" => {
@@ -514,7 +612,7 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             }
             match parse_int(&args[2]) {
                 None => Plan::Ready(not_an_integer()),
-                Some(secs) => one(&args, Op::Expire(args[1].clone(), secs)),
+                Some(secs) => one(Op::Expire(key(&mut args), secs)),
             }
         }
         "del" | "exists" => {

@@ -61,6 +61,22 @@ pub enum Op {
     Stats,
 }
 
+impl Op {
+    /// The key of a single-key operation (what routes it to its shard).
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Op::Get(k)
+            | Op::Strlen(k)
+            | Op::Ttl(k)
+            | Op::IncrBy(k, _)
+            | Op::Append(k, _)
+            | Op::Expire(k, _)
+            | Op::Set { key: k, .. } => Some(k),
+            _ => None,
+        }
+    }
+}
+
 /// A batch of operations for one shard (a connection's pipeline, this shard's part of it) and
 /// where to send their answers, in the same order.
 #[derive(Debug)]
