@@ -215,7 +215,18 @@ fn fifty_concurrent_connections() {
                 let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
                 for i in 0..200 {
                     let _: i64 = c.incr("shared", 1).unwrap();
-                    let _: () = c.set(format!("t{t}:{i}"), i).unwrap();
+                    // Every connection's answers are its own, in order, although connections
+                    // that read in the same tick share one message per shard.
+                    let key = format!("t{t}:{i}");
+                    let (own, got, both): (i64, i64, Vec<Option<i64>>) = redis::pipe()
+                        .set(&key, i)
+                        .ignore()
+                        .incr(format!("own{t}"), 1)
+                        .get(&key)
+                        .mget(&[key.clone(), format!("t{t}:{}", i + 1)])
+                        .query(&mut c)
+                        .unwrap();
+                    assert_eq!((own, got, both), (i + 1, i, vec![Some(i), None]));
                 }
             })
         })
@@ -225,7 +236,7 @@ fn fifty_concurrent_connections() {
     assert_eq!(c.get::<_, i64>("shared").unwrap(), 50 * 200);
     assert_eq!(
         redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(),
-        1 + 50 * 200
+        1 + 50 + 50 * 200
     );
 }
 
