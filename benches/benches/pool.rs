@@ -65,7 +65,7 @@ fn corelane_pool_of(n: usize) -> Pool<Counter> {
         .workers(n)
         .worker_config(move |i| {
             WorkerConfig::new()
-                .with_cpu_affinity(cores[i % cores.len()])
+                .with_cpu_affinity(cores[cores.len() - 1 - i % cores.len()])
                 .with_queue_capacity(1024)
         })
         .spawn(|_| Counter)
@@ -213,7 +213,7 @@ fn idle_cpu_percent() -> f64 {
         .workers(WORKERS)
         .worker_config(move |i| {
             WorkerConfig::new()
-                .with_cpu_affinity(cores[i % cores.len()])
+                .with_cpu_affinity(cores[cores.len() - 1 - i % cores.len()])
                 .with_name(format!("idlebench-{i}"))
         })
         .spawn(|_| Counter)
