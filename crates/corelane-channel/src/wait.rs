@@ -29,8 +29,8 @@ pub enum WaitStrategy {
     /// between attempts. Never sleeps.
     SpinThenYield,
     /// Spin (a short pause ramp, then `yield_now`) for the wait queue's learned budget, then
-    /// park until woken. The budget starts at [`SPIN_BUDGET`] and adapts between
-    /// [`MIN_SPIN_BUDGET`] and [`MAX_SPIN_BUDGET`] to how long parks last. Fast hand-offs stay in the
+    /// park until woken. The budget starts at [`SPIN_BUDGET`] and adapts up to
+    /// [`MAX_SPIN_BUDGET`] when parks keep ending sooner than it. Fast hand-offs stay in the
     /// spin phase; a long wait costs no CPU.
     #[default]
     SpinThenPark,
@@ -42,20 +42,14 @@ pub enum WaitStrategy {
 /// parking, at first: long enough to cover a cross-core hand-off (hundreds of nanoseconds) many
 /// times over, short enough that an idle thread goes to sleep almost at once.
 ///
-/// The budget adapts per wait queue between [`MIN_SPIN_BUDGET`] and [`MAX_SPIN_BUDGET`]: a park
-/// that ends sooner than the budget (the peer came back almost at once, and paid a futex wake for
-/// it) doubles it; a park longer than eight budgets halves it. A busy pipeline with short gaps so
-/// stops parking, while a thread whose waits are long (an idle one, or a stage fed in bursts far
-/// apart) spins less and less before it parks: such spinning is never rewarded, and on a shared
-/// core it takes the time of the very thread that is producing the next burst.
+/// The budget adapts per wait queue between this and [`MAX_SPIN_BUDGET`]: a park that ends sooner
+/// than the budget (the peer came back almost at once, and paid a futex wake for it) doubles it; a
+/// park longer than eight budgets halves it. A busy pipeline with short gaps so stops parking,
+/// while an idle thread still parks within [`SPIN_BUDGET`] after a few long sleeps.
 pub const SPIN_BUDGET: Duration = Duration::from_micros(20);
 
 /// The most a learned spin budget grows to; see [`SPIN_BUDGET`].
 pub const MAX_SPIN_BUDGET: Duration = Duration::from_millis(1);
-
-/// The least a learned spin budget shrinks to; see [`SPIN_BUDGET`]. The pause-spin before the
-/// budget starts (about a microsecond) still catches a hand-off that is already under way.
-pub const MIN_SPIN_BUDGET: Duration = Duration::from_micros(1);
 
 /// The most pause instructions between two attempts while spinning.
 const MAX_PAUSES: u32 = 64;
@@ -174,7 +168,7 @@ impl Signal {
         let next = if slept < budget {
             (budget * 2).min(MAX_SPIN_BUDGET)
         } else if slept > budget * 8 {
-            (budget / 2).max(MIN_SPIN_BUDGET)
+            (budget / 2).max(SPIN_BUDGET)
         } else {
             budget
         };
