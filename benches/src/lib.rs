@@ -76,26 +76,28 @@ where
     last - first
 }
 
-/// The hardware floor: `rounds` round trips of two pinned threads bouncing one atomic counter
-/// (even = ping's turn, odd = pong's). Returns the total time.
+/// The hardware floor: `rounds` round trips of two pinned threads over two atomics on cache
+/// lines of their own, one per direction (ping stores `i` to the first and waits for it on the
+/// second; pong waits on the first and echoes on the second), as a channel pair's hops would
+/// be, without any queue around them. The waits are bare load loops (no `pause`, whose
+/// ~40-cycle-plus latency would be part of the figure). Returns the total time.
 pub fn atomic_ping_pong(rounds: u64) -> Duration {
-    let flag = Arc::new(AtomicU64::new(0));
-    let f = flag.clone();
+    let lines = Arc::new([
+        crossbeam_utils::CachePadded::new(AtomicU64::new(u64::MAX)),
+        crossbeam_utils::CachePadded::new(AtomicU64::new(u64::MAX)),
+    ]);
+    let l = lines.clone();
     pinned_pair(
         move || {
             for i in 0..rounds {
-                f.store(2 * i + 1, Ordering::Release);
-                while f.load(Ordering::Acquire) != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
+                l[0].store(i, Ordering::Release);
+                while l[1].load(Ordering::Acquire) != i {}
             }
         },
         move || {
             for i in 0..rounds {
-                while flag.load(Ordering::Acquire) != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
-                flag.store(2 * i + 2, Ordering::Release);
+                while lines[0].load(Ordering::Acquire) != i {}
+                lines[1].store(i, Ordering::Release);
             }
         },
     )
