@@ -34,18 +34,18 @@ impl Resp {
             }
             Resp::Int(i) => {
                 out.push(b':');
-                out.extend_from_slice(i.to_string().as_bytes());
+                write_decimal(out, *i);
             }
             Resp::Bulk(None) => out.extend_from_slice(b"$-1"),
             Resp::Bulk(Some(b)) => {
                 out.push(b'$');
-                out.extend_from_slice(b.len().to_string().as_bytes());
+                write_decimal(out, b.len() as i64);
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(b);
             }
             Resp::Array(items) => {
                 out.push(b'*');
-                out.extend_from_slice(items.len().to_string().as_bytes());
+                write_decimal(out, items.len() as i64);
                 out.extend_from_slice(b"\r\n");
                 for item in items {
                     item.write(out);
@@ -55,6 +55,12 @@ impl Resp {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `n` in decimal, without the temporary `String` of `to_string` (one per reply).
+fn write_decimal(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write;
+    write!(out, "{n}").expect("writing to a Vec cannot fail");
 }
 
 /// The outcome of parsing the front of a buffer.
