@@ -2,6 +2,7 @@
 //! commands routed to shards by key, pipelines answered in order.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,11 @@ struct Ctx {
     group: Mutex<Group>,
     /// Wakes the flusher when the first connection joins an empty group.
     flush: Notify,
+    /// Groups sent to the shards whose answers have not been handed back yet (an `Arc` of its
+    /// own: the tasks handing answers back must not hold the pool).
+    in_flight: Arc<AtomicUsize>,
+    /// Wakes the keep-warm task when a group goes out.
+    sent: Arc<Notify>,
 }
 
 /// A running server. [`Server::shutdown`] stops it gracefully.
@@ -90,6 +96,8 @@ impl Server {
             started: Instant::now(),
             group,
             flush: Notify::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            sent: Arc::new(Notify::new()),
         });
         let thread = std::thread::Builder::new()
             .name("kv-net".into())
@@ -143,6 +151,7 @@ async fn accept_loop(
 ) {
     let listener = TcpListener::from_std(listener).expect("a non-blocking listener");
     let flusher = tokio::spawn(flusher(ctx.clone()));
+    let warm = tokio::spawn(keep_warm(ctx.in_flight.clone(), ctx.sent.clone()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -168,6 +177,8 @@ async fn accept_loop(
     // Every connection is gone, so nothing waits on a group any more.
     flusher.abort();
     let _ = flusher.await;
+    warm.abort();
+    let _ = warm.await;
 }
 
 /// One client: read what it sent, parse every complete command, hand the shard operations to
@@ -356,7 +367,27 @@ async fn flusher(ctx: Arc<Ctx>) {
             };
             answers.push(sent.then_some(answer));
         }
-        tokio::spawn(hand_back(answers, group.members));
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.sent.notify_one();
+        let in_flight = ctx.in_flight.clone();
+        tokio::spawn(async move {
+            hand_back(answers, group.members).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// While groups are out, keeps this thread polling (yielding, which polls the network without
+/// blocking) for at most `SPIN` per wait, instead of sleeping in `epoll_wait` and paying a wake-up
+/// when the answers arrive moments later.
+async fn keep_warm(in_flight: Arc<AtomicUsize>, sent: Arc<Notify>) {
+    const SPIN: Duration = Duration::from_micros(200);
+    loop {
+        sent.notified().await;
+        let start = Instant::now();
+        while in_flight.load(Ordering::Relaxed) > 0 && start.elapsed() < SPIN {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
