@@ -31,6 +31,9 @@
 //! | [`mpsc`] | Vyukov array, CAS on send only | `Clone + Send + Sync` | `Send` |
 //! | [`mpmc`] | Vyukov array, CAS on both sides | `Clone + Send + Sync` | `Clone + Send + Sync` |
 //!
+//! [`oneshot`] carries a single value (a reply): one allocation, a state word instead of a ring,
+//! and no barrier when either end is dropped.
+//!
 //! # Semantics shared by every flavor
 //! - Capacity is rounded up to a power of two; `capacity()` reports the real value. No allocation
 //!   happens per message after construction.
@@ -48,6 +51,7 @@ mod endpoint;
 mod error;
 pub mod mpmc;
 pub mod mpsc;
+pub mod oneshot;
 pub mod spsc;
 mod sync;
 mod wait;

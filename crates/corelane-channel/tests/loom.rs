@@ -161,3 +161,38 @@ fn mpsc_close_with_two_racing_senders_accounts_for_every_value_once() {
         );
     });
 }
+
+#[test]
+fn oneshot_send_wakes_a_parked_receiver() {
+    loom::model(|| {
+        let (tx, rx) = corelane_channel::oneshot::with_wait_strategy(WaitStrategy::Park);
+        let h = thread::spawn(move || tx.send(7u32).unwrap());
+        assert_eq!(rx.recv(), Ok(7));
+        h.join().unwrap();
+    });
+}
+
+#[test]
+fn oneshot_sender_dropped_unsent_wakes_a_parked_receiver() {
+    loom::model(|| {
+        let (tx, rx) = corelane_channel::oneshot::with_wait_strategy::<u32>(WaitStrategy::Park);
+        let h = thread::spawn(move || drop(tx));
+        assert_eq!(rx.recv(), Err(RecvError));
+        h.join().unwrap();
+    });
+}
+
+#[test]
+fn oneshot_send_racing_receiver_drop_drops_or_hands_back_once() {
+    loom::model(|| {
+        let (tx, rx) = corelane_channel::oneshot::channel::<loom::sync::Arc<()>>();
+        let value = loom::sync::Arc::new(());
+        let probe = value.clone();
+        let h = thread::spawn(move || tx.send(value).err().map(|e| e.into_inner()));
+        drop(rx);
+        // Either the receiver's drop dropped it, or the send failed and handed it back.
+        let back = h.join().unwrap();
+        let expected = if back.is_some() { 2 } else { 1 };
+        assert_eq!(loom::sync::Arc::strong_count(&probe), expected);
+    });
+}

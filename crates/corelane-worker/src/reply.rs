@@ -1,6 +1,6 @@
 //! One-shot replies for request/response (`ask`).
 
-use corelane_channel::{spsc, RecvError};
+use corelane_channel::{oneshot, RecvError};
 
 use crate::AskError;
 
@@ -11,9 +11,9 @@ pub struct Reply<T> {
 }
 
 enum ReplyTx<T> {
-    /// A one-slot SPSC ring: the asker spins briefly, then parks (the default wait strategy), so a
+    /// A one-shot channel: the asker spins briefly, then parks (the default wait strategy), so a
     /// fast handler's answer is caught without a futex wake-up.
-    Blocking(spsc::Producer<T>),
+    Blocking(oneshot::Sender<T>),
     /// An awaitable one-shot, for `ask_async`.
     Async(flume::Sender<T>),
 }
@@ -27,7 +27,7 @@ impl<T> std::fmt::Debug for Reply<T> {
 impl<T> Reply<T> {
     /// A reply handle and the blocking receiver the asker waits on.
     pub fn pair() -> (Self, Answer<T>) {
-        let (tx, rx) = spsc::channel(1);
+        let (tx, rx) = oneshot::channel();
         (
             Self {
                 tx: ReplyTx::Blocking(tx),
@@ -54,7 +54,7 @@ impl<T> Reply<T> {
     /// Answers. If the asker gave up, the value is dropped.
     pub fn send(self, value: T) {
         match self.tx {
-            ReplyTx::Blocking(tx) => drop(tx.try_send(value)),
+            ReplyTx::Blocking(tx) => drop(tx.send(value)),
             ReplyTx::Async(tx) => drop(tx.send(value)),
         }
     }
@@ -66,7 +66,7 @@ pub struct Answer<T> {
 }
 
 enum AnswerRx<T> {
-    Blocking(spsc::Consumer<T>),
+    Blocking(oneshot::Receiver<T>),
     Async(flume::Receiver<T>),
 }
 

@@ -1,0 +1,236 @@
+//! One-shot channel: at most one value, from one sender to one receiver (the reply half of a
+//! request/response).
+//!
+//! Algorithm: a state word and the value's slot share one allocation with the receiver's
+//! [`Signal`]. The sender writes the slot, then moves the state `EMPTY -> FULL` by CAS; a sender
+//! dropped unused moves it `EMPTY -> CLOSED`; a receiver dropped early swaps in `GONE`, so a
+//! later send fails and hands its value back. Every transition out of `EMPTY` happens once, so
+//! the owner of the value is always known without a lock, and dropping either end never needs a
+//! barrier (unlike closing a ring, which must drain racing pushes). The receiver waits with the
+//! channels' spin-then-park protocol (`wait.rs`). The shape is the classic one (tokio's and
+//! futures' `oneshot` use a state word the same way); this one is synchronous and shares
+//! corelane's wake-up protocol.
+//!
+//! ```
+//! let (tx, rx) = corelane_channel::oneshot::channel();
+//! std::thread::spawn(move || tx.send(42).unwrap());
+//! assert_eq!(rx.recv(), Ok(42));
+//! ```
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
+
+use crate::chan::deadline_after;
+use crate::sync::{init_barriers, Arc, AtomicU32, Ordering, UnsafeCell};
+use crate::wait::{block_on, Signal, WaitStrategy};
+use crate::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+
+/// Nothing sent yet, both ends alive.
+const EMPTY: u32 = 0;
+/// The value is in the slot and belongs to the receiver.
+const FULL: u32 = 1;
+/// The sender went away without sending.
+const CLOSED: u32 = 2;
+/// The receiver took the value, or went away; the slot is empty for good.
+const GONE: u32 = 3;
+
+struct Inner<T> {
+    /// Written by the sender (`EMPTY -> FULL | CLOSED`, by CAS) and by the receiver (`FULL ->
+    /// GONE` after taking the value, or a swap to `GONE` when it is dropped). Release on the
+    /// sender's CAS pairs with the receiver's Acquire loads: the slot write happens-before the
+    /// receiver's read.
+    state: AtomicU32,
+    /// Written once by the sender before its CAS to `FULL`; read once by whoever moves the state
+    /// out of `FULL`.
+    slot: UnsafeCell<MaybeUninit<T>>,
+    /// Where the receiver parks; the sender notifies after its CAS.
+    signal: Signal,
+}
+
+impl<T> Inner<T> {
+    /// The receiver's take: the value if it has arrived. Only the receiver calls it.
+    fn take(&self) -> Result<T, TryRecvError> {
+        // Acquire pairs with the sender's Release CAS.
+        match self.state.load(Ordering::Acquire) {
+            FULL => {
+                // SAFETY: `FULL` means an initialized value that belongs to the receiver (our
+                // caller); moving the state to `GONE` right after marks the slot empty for good,
+                // so it is read once.
+                let value = self.slot.with(|p| unsafe { (*p).assume_init_read() });
+                self.state.store(GONE, Ordering::Relaxed);
+                Ok(value)
+            }
+            EMPTY => Err(TryRecvError::Empty),
+            _ => Err(TryRecvError::Disconnected),
+        }
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        // Both ends are gone (the `Arc` ordered their last accesses before this). The receiver's
+        // drop takes a `FULL` value out, so one can remain only if it was never dropped, which an
+        // `Arc` it holds rules out; handle it anyway rather than leak.
+        if self.state.load(Ordering::Acquire) == FULL {
+            // SAFETY: `FULL` means the slot holds an initialized value nobody took.
+            self.slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
+        }
+    }
+}
+
+/// The sending half of [`channel`]. `Send` but not `Clone`: one value, one sender.
+pub struct Sender<T> {
+    inner: Arc<Inner<T>>,
+    /// Set by [`Sender::send`] so that `Drop` does not report the sender as gone unsent.
+    used: bool,
+}
+
+/// The receiving half of [`channel`]. `Send` but not `Clone`.
+pub struct Receiver<T> {
+    inner: Arc<Inner<T>>,
+    wait: WaitStrategy,
+}
+
+// SAFETY: the value crosses from the sender's thread to the receiver's exactly once, handed over
+// by the state word (Release/Acquire), so `T: Send` suffices; neither end is `Clone` or usable
+// through a shared reference concurrently (every method takes `self` or `&mut self`).
+unsafe impl<T: Send> Send for Sender<T> {}
+// SAFETY: as for `Sender`.
+unsafe impl<T: Send> Send for Receiver<T> {}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("oneshot::Sender(..)")
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("oneshot::Receiver(..)")
+    }
+}
+
+/// A one-shot channel whose receiver waits by the default strategy
+/// ([`WaitStrategy::SpinThenPark`]).
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    with_wait_strategy(WaitStrategy::default())
+}
+
+/// A one-shot channel whose receiver waits by `wait`.
+pub fn with_wait_strategy<T>(wait: WaitStrategy) -> (Sender<T>, Receiver<T>) {
+    init_barriers();
+    let inner = Arc::new(Inner {
+        state: AtomicU32::new(EMPTY),
+        slot: UnsafeCell::new(MaybeUninit::uninit()),
+        signal: Signal::default(),
+    });
+    (
+        Sender {
+            inner: inner.clone(),
+            used: false,
+        },
+        Receiver { inner, wait },
+    )
+}
+
+impl<T> Sender<T> {
+    /// Sends the value, waking the receiver if it waits.
+    ///
+    /// # Errors
+    /// [`SendError`] with the value if the receiver is gone.
+    pub fn send(mut self, value: T) -> Result<(), SendError<T>> {
+        self.used = true;
+        // SAFETY: the state is not `FULL` (only this call, once, sets it), so nobody reads the
+        // slot; the receiver reads it only after seeing `FULL`, which our CAS publishes below.
+        self.inner.slot.with_mut(|p| unsafe { (*p).write(value) });
+        // Release pairs with the receiver's Acquire loads in `try_recv` and `drop`.
+        match self
+            .inner
+            .state
+            .compare_exchange(EMPTY, FULL, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                self.inner.signal.notify();
+                Ok(())
+            }
+            // The receiver is gone (`GONE`): the value never became visible; take it back.
+            // SAFETY: we wrote the slot above and nobody else reads it unless the state is `FULL`.
+            Err(_) => Err(SendError(
+                self.inner.slot.with(|p| unsafe { (*p).assume_init_read() }),
+            )),
+        }
+    }
+
+    /// Whether the receiver is gone (a send would fail).
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.load(Ordering::Relaxed) == GONE
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if !self.used
+            && self
+                .inner
+                .state
+                .compare_exchange(EMPTY, CLOSED, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.inner.signal.notify();
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Takes the value if it has arrived.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if nothing was sent yet; [`TryRecvError::Disconnected`] if the
+    /// sender went away without sending, or the value was already received.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.inner.take()
+    }
+
+    /// Waits for the value by the channel's wait strategy.
+    ///
+    /// # Errors
+    /// [`RecvError`] if the sender went away without sending.
+    pub fn recv(mut self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// As [`Receiver::recv`], waiting at most `timeout`; the receiver stays usable after a
+    /// timeout.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] when `timeout` passed first; [`RecvTimeoutError::Disconnected`]
+    /// as for [`Receiver::recv`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(deadline_after(timeout))
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let inner = &*self.inner;
+        let ready = || inner.state.load(Ordering::Relaxed) != EMPTY;
+        let attempt = || match inner.take() {
+            Ok(v) => Some(Ok(v)),
+            Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
+            Err(TryRecvError::Empty) => None,
+        };
+        block_on(self.wait, &inner.signal, deadline, attempt, &ready, &|| {
+            None
+        })
+        .unwrap_or(Err(RecvTimeoutError::Timeout))
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        // Acquire pairs with the sender's Release CAS: a value it sent is visible to drop here.
+        if self.inner.state.swap(GONE, Ordering::Acquire) == FULL {
+            // SAFETY: `FULL` meant a value nobody took; the swap made us its only owner.
+            drop(self.inner.slot.with(|p| unsafe { (*p).assume_init_read() }));
+        }
+    }
+}
