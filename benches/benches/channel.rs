@@ -342,11 +342,51 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
+/// The life of a reply channel on one thread: create, send one value, drop the sender, receive,
+/// drop the receiver (what an `ask` pays besides the two cross-core hops).
+fn reply_lifecycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reply_channel_lifecycle");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("corelane_oneshot", |b| {
+        b.iter(|| {
+            let (tx, rx) = corelane::channel::oneshot::channel::<u64>();
+            tx.send(black_box(1)).unwrap();
+            rx.recv().unwrap()
+        })
+    });
+    g.bench_function("corelane_spsc_1", |b| {
+        b.iter(|| {
+            let (tx, rx) = spsc::channel::<u64>(1);
+            tx.try_send(black_box(1)).unwrap();
+            drop(tx);
+            rx.recv().unwrap()
+        })
+    });
+    g.bench_function("crossbeam_bounded_1", |b| {
+        b.iter(|| {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(1);
+            tx.try_send(black_box(1)).unwrap();
+            drop(tx);
+            rx.recv().unwrap()
+        })
+    });
+    g.bench_function("flume_bounded_1", |b| {
+        b.iter(|| {
+            let (tx, rx) = flume::bounded::<u64>(1);
+            tx.try_send(black_box(1)).unwrap();
+            drop(tx);
+            rx.recv().unwrap()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     spsc_throughput,
     mpsc_throughput,
     mpmc_throughput,
-    round_trip
+    round_trip,
+    reply_lifecycle
 );
 criterion_main!(benches);
