@@ -369,9 +369,19 @@ impl<T, R: Ring<T>> Chan<T, R> {
         &self,
         deadline: Option<Instant>,
     ) -> Result<T, RecvTimeoutError> {
-        let ready = || self.ring.has_item() || self.ends.tx_closed.load(Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
-        let attempt = || match unsafe { self.try_recv() } {
+        self.wait_to_receive(deadline, || unsafe { self.try_recv() })
+    }
+
+    /// Runs `try_op` (a receive) until it gets something or reports disconnection, waiting on
+    /// `not_empty` by the channel's strategy in between, until `deadline`.
+    fn wait_to_receive<V>(
+        &self,
+        deadline: Option<Instant>,
+        mut try_op: impl FnMut() -> Result<V, TryRecvError>,
+    ) -> Result<V, RecvTimeoutError> {
+        let ready = || self.ring.has_item() || self.ends.tx_closed.load(Ordering::Relaxed);
+        let attempt = || match try_op() {
             Ok(v) => Some(Ok(v)),
             Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
             Err(TryRecvError::Empty) => None,
@@ -450,22 +460,8 @@ impl<T, R: Ring<T>> Chan<T, R> {
         if max == 0 {
             return Ok(0);
         }
-        let ready = || self.ring.has_item() || self.ends.tx_closed.load(Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
-        let attempt = || match unsafe { self.try_recv_batch(out, max) } {
-            Ok(n) => Some(Ok(n)),
-            Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
-            Err(TryRecvError::Empty) => None,
-        };
-        block_on(
-            self.wait,
-            &self.not_empty,
-            deadline,
-            attempt,
-            &ready,
-            &|| self.ready_backlog(),
-        )
-        .unwrap_or(Err(RecvTimeoutError::Timeout))
+        self.wait_to_receive(deadline, || unsafe { self.try_recv_batch(out, max) })
     }
 
     /// Free slots and capacity, for a blocked sender's pace ([`block_on`]).
