@@ -2,7 +2,7 @@
 //! request/response).
 //!
 //! Algorithm: a state word and the value's slot share one allocation with the receiver's
-//! [`Signal`]. The sender writes the slot, then moves the state `EMPTY -> FULL` by CAS; a sender
+//! wake-up signal. The sender writes the slot, then moves the state `EMPTY -> FULL` by CAS; a sender
 //! dropped unused moves it `EMPTY -> CLOSED`; a receiver dropped early swaps in `GONE`, so a
 //! later send fails and hands its value back. Every transition out of `EMPTY` happens once, so
 //! the owner of the value is always known without a lock, and dropping either end never needs a
