@@ -53,7 +53,7 @@ struct Ctx {
     /// own: the tasks handing answers back must not hold the pool).
     in_flight: Arc<AtomicUsize>,
     /// Wakes the keep-warm task when a group goes out.
-    sent: Arc<Notify>,
+    sent: Notify,
 }
 
 /// A running server. [`Server::shutdown`] stops it gracefully.
@@ -97,7 +97,7 @@ impl Server {
             group,
             flush: Notify::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            sent: Arc::new(Notify::new()),
+            sent: Notify::new(),
         });
         let thread = std::thread::Builder::new()
             .name("kv-net".into())
@@ -151,7 +151,7 @@ async fn accept_loop(
 ) {
     let listener = TcpListener::from_std(listener).expect("a non-blocking listener");
     let flusher = tokio::spawn(flusher(ctx.clone()));
-    let warm = tokio::spawn(keep_warm(ctx.in_flight.clone(), ctx.sent.clone()));
+    let warm = tokio::spawn(keep_warm(ctx.clone()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -289,7 +289,7 @@ impl Batch {
 /// per connection read.
 struct Group {
     /// Per shard, the operations of every member, member after member.
-    ops: Vec<Vec<Op>>,
+    batch: Batch,
     /// Per member: how many operations it added to each shard, and where its answers go.
     members: Vec<(Vec<usize>, oneshot::Sender<Results>)>,
 }
@@ -297,7 +297,7 @@ struct Group {
 impl Group {
     fn new(shards: usize) -> Self {
         Self {
-            ops: (0..shards).map(|_| Vec::new()).collect(),
+            batch: Batch::new(shards),
             members: Vec::new(),
         }
     }
@@ -313,12 +313,13 @@ fn lock(group: &Mutex<Group>) -> std::sync::MutexGuard<'_, Group> {
 /// shard operations (PING, errors) is answered at once.
 async fn submit(ctx: &Ctx, batch: &mut Batch) -> Results {
     if batch.ops.iter().all(Vec::is_empty) {
-        return Results(batch.ops.iter().map(|_| Vec::new()).collect());
+        return Results(Vec::new());
     }
     let (tx, rx) = oneshot::channel();
     {
         let mut group = lock(&ctx.group);
         let counts = group
+            .batch
             .ops
             .iter_mut()
             .zip(&mut batch.ops)
@@ -347,8 +348,8 @@ async fn flusher(ctx: Arc<Ctx>) {
         if group.members.is_empty() {
             continue;
         }
-        let mut answers = Vec::with_capacity(group.ops.len());
-        for (shard, ops) in group.ops.into_iter().enumerate() {
+        let mut answers = Vec::with_capacity(group.batch.ops.len());
+        for (shard, ops) in group.batch.ops.into_iter().enumerate() {
             if ops.is_empty() {
                 answers.push(None);
                 continue;
@@ -380,12 +381,12 @@ async fn flusher(ctx: Arc<Ctx>) {
 /// While groups are out, keeps this thread polling (yielding, which polls the network without
 /// blocking) for at most `SPIN` per wait, instead of sleeping in `epoll_wait` and paying a wake-up
 /// when the answers arrive moments later.
-async fn keep_warm(in_flight: Arc<AtomicUsize>, sent: Arc<Notify>) {
+async fn keep_warm(ctx: Arc<Ctx>) {
     const SPIN: Duration = Duration::from_micros(200);
     loop {
-        sent.notified().await;
+        ctx.sent.notified().await;
         let start = Instant::now();
-        while in_flight.load(Ordering::Relaxed) > 0 && start.elapsed() < SPIN {
+        while ctx.in_flight.load(Ordering::Relaxed) > 0 && start.elapsed() < SPIN {
             tokio::task::yield_now().await;
         }
     }
