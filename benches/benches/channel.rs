@@ -354,30 +354,22 @@ fn reply_lifecycle(c: &mut Criterion) {
             rx.recv().unwrap()
         })
     });
-    g.bench_function("corelane_spsc_1", |b| {
-        b.iter(|| {
-            let (tx, rx) = spsc::channel::<u64>(1);
-            tx.try_send(black_box(1)).unwrap();
-            drop(tx);
-            rx.recv().unwrap()
-        })
-    });
-    g.bench_function("crossbeam_bounded_1", |b| {
-        b.iter(|| {
-            let (tx, rx) = crossbeam_channel::bounded::<u64>(1);
-            tx.try_send(black_box(1)).unwrap();
-            drop(tx);
-            rx.recv().unwrap()
-        })
-    });
-    g.bench_function("flume_bounded_1", |b| {
-        b.iter(|| {
-            let (tx, rx) = flume::bounded::<u64>(1);
-            tx.try_send(black_box(1)).unwrap();
-            drop(tx);
-            rx.recv().unwrap()
-        })
-    });
+    // The bounded rings, each used as a one-value channel the same way.
+    macro_rules! ring {
+        ($label:expr, $make:expr) => {
+            g.bench_function($label, |b| {
+                b.iter(|| {
+                    let (tx, rx) = $make;
+                    tx.try_send(black_box(1)).unwrap();
+                    drop(tx);
+                    rx.recv().unwrap()
+                })
+            });
+        };
+    }
+    ring!("corelane_spsc_1", spsc::channel::<u64>(1));
+    ring!("crossbeam_bounded_1", crossbeam_channel::bounded::<u64>(1));
+    ring!("flume_bounded_1", flume::bounded::<u64>(1));
     g.finish();
 }
 
