@@ -477,6 +477,9 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     // ---- inspection ---------------------------------------------------------------------------
 
+    pub(crate) fn has_item(&self) -> bool {
+        self.ring.has_item()
+    }
     pub(crate) fn len(&self) -> usize {
         self.ring.len()
     }

@@ -9,9 +9,14 @@ macro_rules! common_api {
         pub fn len(&self) -> usize {
             self.chan.len()
         }
-        /// Whether no message is queued now.
+        /// Whether no message is ready to receive now (a snapshot, like [`len`](Self::len); a
+        /// message whose sender is still writing it is not ready yet).
+        ///
+        /// Cheaper than `len() == 0` for a receiver that polls: it reads the slot the next
+        /// receive would take, not the senders' index, so a poller does not pull that index's
+        /// cache line away from the next sender.
         pub fn is_empty(&self) -> bool {
-            self.chan.len() == 0
+            !self.chan.has_item()
         }
         /// Whether the channel is at capacity now.
         pub fn is_full(&self) -> bool {

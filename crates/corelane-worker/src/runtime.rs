@@ -196,6 +196,9 @@ impl<W: Worker> Runner<W> {
                     return self.halt(halt);
                 }
                 let (slot, lanes) = (&self.slot, &self.lanes);
+                // `is_empty` reads the slot the next receive takes, not the senders' index: the
+                // poll leaves that index's line with the senders (one line transfer less per
+                // message to an idle worker).
                 slot.doorbell.wait(slot.idle, None, &|| {
                     !slot.rx.is_empty()
                         || lanes.iter().any(|l| !l.is_empty())
