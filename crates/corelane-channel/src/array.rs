@@ -70,7 +70,9 @@ fn stamp(pos: usize, full: usize) -> usize {
 impl<T, const MC: bool> ArrayRing<T, MC> {
     #[inline(always)]
     fn slot(&self, pos: usize) -> &Slot<T> {
-        &self.slots[pos & self.mask]
+        // SAFETY: `slots.len()` is `mask + 1` (a power of two, set at construction and never
+        // changed), so `pos & mask` is in bounds; this skips the bounds check on the hot path.
+        unsafe { self.slots.get_unchecked(pos & self.mask) }
     }
 
     /// Counts consecutive positions from `start` (at most `max`) whose stamp is `stamp(pos, full)`.

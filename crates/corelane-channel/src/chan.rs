@@ -225,15 +225,18 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// The caller honors the ring's producer rule.
     #[inline(always)]
     pub(crate) unsafe fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        if self.ends.rx_closed.load(Ordering::Relaxed) {
-            return Err(TrySendError::Disconnected(value));
-        }
+        // No closed check before the push: `published` makes it after the push anyway (a value
+        // pushed into a closed channel is taken back there), so the common case reads the flag
+        // once, not twice.
         // SAFETY: forwarded from the caller.
         match unsafe { self.ring.push(value) } {
             Ok(pos) => match self.published(pos, 1).and_then(|mut back| back.pop()) {
                 None => Ok(()),
                 Some(v) => Err(TrySendError::Disconnected(v)),
             },
+            Err(v) if self.ends.rx_closed.load(Ordering::Relaxed) => {
+                Err(TrySendError::Disconnected(v))
+            }
             Err(v) => Err(TrySendError::Full(v)),
         }
     }

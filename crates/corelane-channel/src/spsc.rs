@@ -109,7 +109,9 @@ unsafe impl<T: Send> Send for SpscRing<T> {}
 impl<T> SpscRing<T> {
     #[inline(always)]
     fn slot(&self, pos: usize) -> &UnsafeCell<MaybeUninit<T>> {
-        &self.slots[pos & self.mask]
+        // SAFETY: `slots.len()` is `mask + 1` (a power of two, set at construction and never
+        // changed), so `pos & mask` is in bounds; this skips the bounds check on the hot path.
+        unsafe { self.slots.get_unchecked(pos & self.mask) }
     }
 
     /// Free slots as the producer sees them, refreshing its head cache if fewer than `want`.
