@@ -60,7 +60,7 @@ pub use error::{
     CapacityError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-pub use wait::{Doorbell, WaitStrategy, MAX_SPIN_BUDGET, SPIN_BUDGET};
+pub use wait::{Doorbell, DoorbellReady, WaitStrategy, MAX_SPIN_BUDGET, SPIN_BUDGET};
 
 /// The largest capacity a channel can have (after rounding up to a power of two).
 pub const MAX_CAPACITY: usize = 1 << (usize::BITS - 2);

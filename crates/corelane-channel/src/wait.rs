@@ -6,7 +6,13 @@
 //! A thread that changed the channel (pushed or popped) runs [`light_barrier`] and reads the count;
 //! only when it is non-zero does it take the mutex, zero the count, bump the epoch and notify. So when nobody sleeps, the hot path
 //! costs one compiler fence and one load of a read-mostly cache line, and never a lock.
+//!
+//! A task can wait too ([`Doorbell::ready`]): it registers its `Waker` under the same mutex and is
+//! counted in the same sleeper count, so a notify that finds sleepers wakes it as well.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::{
@@ -83,10 +89,21 @@ pub(crate) struct Signal {
     /// [`SPIN_BUDGET`]. Written only by waiters after a park, and only when it changes; a hint
     /// like `pace`.
     budget_us: AtomicU32,
+    /// The epoch and the registered task; see [`Parked`].
+    parked: Mutex<Parked>,
+    cond: Condvar,
+}
+
+/// What a [`Signal`]'s mutex guards.
+#[derive(Debug, Default)]
+struct Parked {
     /// Bumped by every notify that found sleepers; a sleeper whose epoch did not move when it
     /// returns (timeout, spurious wake-up, ready at once) takes itself off `sleepers`.
-    epoch: Mutex<u64>,
-    cond: Condvar,
+    epoch: u64,
+    /// The task waiting through [`Doorbell::ready`], if any. `Some` exactly while that task is
+    /// counted in `sleepers`: registering raises the count, and a notify (which zeroes it) or a
+    /// cancellation takes the waker out.
+    waker: Option<Waker>,
 }
 
 impl Signal {
@@ -111,11 +128,49 @@ impl Signal {
     /// Wakes every sleeper (also used unconditionally on disconnection).
     #[cold]
     pub(crate) fn notify_all(&self) {
-        let mut epoch = lock(&self.epoch);
+        let mut parked = lock(&self.parked);
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.sleepers.store(0, Ordering::Relaxed);
-            *epoch = epoch.wrapping_add(1);
+            parked.epoch = parked.epoch.wrapping_add(1);
             self.cond.notify_all();
+            let task = parked.waker.take();
+            drop(parked);
+            if let Some(task) = task {
+                task.wake();
+            }
+        }
+    }
+
+    /// Registers the task of `cx` as a sleeper unless `ready()` holds once it is counted; the
+    /// async twin of [`Signal::park`]. Pending until a notify wakes the task (which then polls
+    /// again).
+    fn poll_park(&self, cx: &mut Context<'_>, ready: &dyn Fn() -> bool) -> Poll<()> {
+        let mut parked = lock(&self.parked);
+        match &mut parked.waker {
+            // Still counted since an earlier poll (whose barrier ordered the count before its
+            // check): a notifier will see the count; only the waker may have changed.
+            Some(task) => task.clone_from(cx.waker()),
+            None => {
+                parked.waker = Some(cx.waker().clone());
+                self.sleepers.fetch_add(1, Ordering::Relaxed);
+                // Pairs with the notifier's `light_barrier`, as in `park`.
+                heavy_barrier();
+            }
+        }
+        if ready() {
+            if parked.waker.take().is_some() {
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Takes a registered task off the sleepers (a dropped or finished [`DoorbellReady`]).
+    fn cancel(&self) {
+        let mut parked = lock(&self.parked);
+        if parked.waker.take().is_some() {
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -182,26 +237,26 @@ impl Signal {
     /// caller re-tries its operation either way.
     #[cold]
     fn park(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) {
-        let mut epoch = lock(&self.epoch);
-        let parked_at = *epoch;
+        let mut parked = lock(&self.parked);
+        let parked_at = parked.epoch;
         self.sleepers.fetch_add(1, Ordering::Relaxed);
         // Pairs with the notifier's `light_barrier`: either the notifier now sees our count, or we
         // now see its publication in `ready()`.
         heavy_barrier();
         if !ready() {
-            epoch = match deadline {
-                None => self.cond.wait(epoch).unwrap_or_else(|e| e.into_inner()),
+            parked = match deadline {
+                None => self.cond.wait(parked).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now < deadline {
-                        wait_timeout(&self.cond, epoch, deadline - now)
+                        wait_timeout(&self.cond, parked, deadline - now)
                     } else {
-                        epoch
+                        parked
                     }
                 }
             };
         }
-        if *epoch == parked_at {
+        if parked.epoch == parked_at {
             // No notify counted us out; do it ourselves.
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
@@ -209,18 +264,22 @@ impl Signal {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The epoch stays consistent under any panic (it is only ever incremented), so a poisoned lock
+    // The epoch and waker stay consistent under any panic (each is one store), so a poisoned lock
     // is as good as a clean one.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(not(corelane_loom))]
-fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, d: Duration) -> MutexGuard<'a, u64> {
+fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, Parked>, d: Duration) -> MutexGuard<'a, Parked> {
     c.wait_timeout(g, d).unwrap_or_else(|e| e.into_inner()).0
 }
 
 #[cfg(corelane_loom)]
-fn wait_timeout<'a>(c: &Condvar, g: MutexGuard<'a, u64>, _d: Duration) -> MutexGuard<'a, u64> {
+fn wait_timeout<'a>(
+    c: &Condvar,
+    g: MutexGuard<'a, Parked>,
+    _d: Duration,
+) -> MutexGuard<'a, Parked> {
     // loom has no clock: a timed wait is modeled as an untimed one.
     c.wait(g).unwrap_or_else(|e| e.into_inner())
 }
@@ -380,5 +439,90 @@ impl Doorbell {
             &|| None,
         )
         .is_some()
+    }
+
+    /// A future that resolves once `ready()` holds: the awaiting task is woken by
+    /// [`ring`](Doorbell::ring), like a parked thread. For a thread that runs an event loop (an
+    /// executor driving sockets and timers) and must also notice the producers of its queues.
+    ///
+    /// One task at a time may wait on a doorbell (a second registration replaces the first's
+    /// waker). Dropping the future before it resolves unregisters the task.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use corelane_channel::Doorbell;
+    ///
+    /// let bell = Arc::new(Doorbell::new());
+    /// let flag = Arc::new(AtomicBool::new(false));
+    /// let (b, f) = (bell.clone(), flag.clone());
+    /// std::thread::spawn(move || {
+    ///     f.store(true, Ordering::Release);
+    ///     b.ring();
+    /// });
+    /// let ready = || flag.load(Ordering::Acquire);
+    /// futures_executor_block_on(bell.ready(&ready));
+    /// assert!(flag.load(Ordering::Acquire));
+    /// # fn futures_executor_block_on(f: impl std::future::Future<Output = ()>) {
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark {
+    /// #         fn wake(self: Arc<Self>) { self.0.unpark() }
+    /// #     }
+    /// #     let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     while f.as_mut().poll(&mut cx).is_pending() { std::thread::park() }
+    /// # }
+    /// ```
+    pub fn ready<'a>(&'a self, ready: &'a (dyn Fn() -> bool + 'a)) -> DoorbellReady<'a> {
+        DoorbellReady {
+            signal: &self.signal,
+            ready,
+            registered: false,
+        }
+    }
+}
+
+/// The future of [`Doorbell::ready`].
+#[must_use = "a future does nothing unless polled"]
+pub struct DoorbellReady<'a> {
+    signal: &'a Signal,
+    ready: &'a (dyn Fn() -> bool + 'a),
+    /// Whether a poll registered the task (so resolving or dropping must take it off again).
+    registered: bool,
+}
+
+impl std::fmt::Debug for DoorbellReady<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoorbellReady").finish_non_exhaustive()
+    }
+}
+
+impl Future for DoorbellReady<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if (self.ready)() {
+            // The common case of a busy worker: no lock, nothing registered.
+            if std::mem::take(&mut self.registered) {
+                self.signal.cancel();
+            }
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        let done = self.signal.poll_park(cx, self.ready);
+        if done.is_ready() {
+            self.registered = false; // `poll_park` took the task off itself
+        }
+        done
+    }
+}
+
+impl Drop for DoorbellReady<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            self.signal.cancel();
+        }
     }
 }

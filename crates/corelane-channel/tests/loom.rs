@@ -196,3 +196,22 @@ fn oneshot_send_racing_receiver_drop_drops_or_hands_back_once() {
         assert_eq!(loom::sync::Arc::strong_count(&probe), expected);
     });
 }
+
+#[test]
+fn doorbell_ring_wakes_an_awaiting_task() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::Arc;
+    loom::model(|| {
+        let bell = Arc::new(corelane_channel::Doorbell::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (b, f) = (bell.clone(), flag.clone());
+        let h = thread::spawn(move || {
+            f.store(true, Ordering::Release);
+            b.ring();
+        });
+        let ready = || flag.load(Ordering::Acquire);
+        loom::future::block_on(bell.ready(&ready));
+        assert!(flag.load(Ordering::Acquire));
+        h.join().unwrap();
+    });
+}
