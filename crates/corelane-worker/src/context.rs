@@ -10,7 +10,7 @@ use corelane_partition::{
     RendezvousPartitioner, RingPartitioner, RoundRobinPartitioner,
 };
 
-use crate::{SendError, Slot, Worker};
+use crate::{SendError, Slot, Worker, WorkerMetrics};
 
 /// Every worker's slot, shared by the pool and by every worker's [`Context`], plus the pool's
 /// partitioner (type-erased) for [`Context::send_partitioned`].
@@ -43,6 +43,23 @@ impl<M> Peers<M> {
         &self.slots
     }
 
+    /// Sends `msg` to worker `worker` without blocking (the send of [`Context::send_to`] and
+    /// [`Outbox::send_to`]).
+    fn try_send_to(&self, worker: usize, msg: M) -> Result<(), SendError<M>> {
+        match self.slots.get(worker) {
+            Some(slot) => slot.try_send(msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// Sends `msg` without blocking to the worker owning `key` (see [`Peers::partition_hashed`]).
+    fn try_send_partitioned<K: Hash + ?Sized>(&self, key: &K, msg: M) -> Result<(), SendError<M>> {
+        match self.partition_hashed(key) {
+            Some(worker) => self.try_send_to(worker, msg),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
     /// The worker owning `key` under the pool's partitioner, when that partitioner is one of
     /// corelane's hash-based ones; `None` otherwise.
     pub fn partition_hashed<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
@@ -73,7 +90,7 @@ impl<M> Peers<M> {
 pub struct Context<'a, W: Worker> {
     index: usize,
     core: Option<usize>,
-    peers: &'a Peers<W::Message>,
+    peers: &'a Arc<Peers<W::Message>>,
     pub(crate) stop: bool,
     _worker: PhantomData<fn(&W)>,
 }
@@ -89,7 +106,11 @@ impl<W: Worker> std::fmt::Debug for Context<'_, W> {
 }
 
 impl<'a, W: Worker> Context<'a, W> {
-    pub(crate) fn new(index: usize, core: Option<usize>, peers: &'a Peers<W::Message>) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        core: Option<usize>,
+        peers: &'a Arc<Peers<W::Message>>,
+    ) -> Self {
         Self {
             index,
             core,
@@ -120,10 +141,7 @@ impl<'a, W: Worker> Context<'a, W> {
     /// [`SendError::Unroutable`] for an index out of range, [`SendError::Full`] on a full inbox
     /// (unless the target drops by policy), [`SendError::Closed`] if the target stopped.
     pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
-        match self.peers.slots.get(worker) {
-            Some(slot) => slot.try_send(msg),
-            None => Err(SendError::Unroutable(msg)),
-        }
+        self.peers.try_send_to(worker, msg)
     }
 
     /// Sends `msg` to the worker owning `key` under the pool's partitioner, without blocking.
@@ -137,9 +155,14 @@ impl<'a, W: Worker> Context<'a, W> {
         key: &K,
         msg: W::Message,
     ) -> Result<(), SendError<W::Message>> {
-        match self.peers.partition_hashed(key) {
-            Some(worker) => self.send_to(worker, msg),
-            None => Err(SendError::Unroutable(msg)),
+        self.peers.try_send_partitioned(key, msg)
+    }
+
+    /// An owned handle to every worker of the pool, for code this worker runs outside a handler
+    /// call: the tasks of an event loop driven from [`Worker::wait`], or helper threads.
+    pub fn outbox(&self) -> Outbox<W::Message> {
+        Outbox {
+            peers: Arc::clone(self.peers),
         }
     }
 
@@ -147,5 +170,61 @@ impl<'a, W: Worker> Context<'a, W> {
     /// `on_stop`, and exits; the rest of the pool keeps running.
     pub fn stop(&mut self) {
         self.stop = true;
+    }
+}
+
+/// An owned, cloneable handle for sending to the workers of a pool from code a worker runs
+/// outside a handler call (see [`Context::outbox`]). Its sends never block, like a context's.
+pub struct Outbox<M> {
+    peers: Arc<Peers<M>>,
+}
+
+impl<M> Clone for Outbox<M> {
+    fn clone(&self) -> Self {
+        Self {
+            peers: Arc::clone(&self.peers),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Outbox<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("workers", &self.peers.slots.len())
+            .finish()
+    }
+}
+
+impl<M> Outbox<M> {
+    /// How many workers the pool has.
+    pub fn workers(&self) -> usize {
+        self.peers.slots.len()
+    }
+
+    /// The worker owning `key` under the pool's partitioner; `None` when that partitioner is not
+    /// one of corelane's hash-based ones (see [`Context::send_partitioned`]).
+    pub fn worker_for<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
+        self.peers.partition_hashed(key)
+    }
+
+    /// Sends `msg` to worker `worker` (possibly the caller's own) without blocking.
+    ///
+    /// # Errors
+    /// As [`Context::send_to`].
+    pub fn send_to(&self, worker: usize, msg: M) -> Result<(), SendError<M>> {
+        self.peers.try_send_to(worker, msg)
+    }
+
+    /// Sends `msg` to the worker owning `key` without blocking.
+    ///
+    /// # Errors
+    /// As [`Context::send_partitioned`].
+    pub fn send_partitioned<K: Hash + ?Sized>(&self, key: &K, msg: M) -> Result<(), SendError<M>> {
+        self.peers.try_send_partitioned(key, msg)
+    }
+
+    /// A snapshot of every worker's counters, in index order.
+    pub fn metrics(&self) -> Vec<WorkerMetrics> {
+        self.peers.slots.iter().map(|s| s.metrics()).collect()
     }
 }

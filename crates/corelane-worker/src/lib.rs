@@ -40,14 +40,16 @@ mod config;
 mod context;
 mod error;
 mod handle;
+mod idle;
 mod reply;
 mod runtime;
 mod slot;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
-pub use context::{Context, Peers};
+pub use context::{Context, Outbox, Peers};
 pub use error::{AskError, BoxError, Error, SendError};
 pub use handle::{spawn, WorkerHandle};
+pub use idle::Idle;
 pub use reply::{Answer, Reply};
 pub use runtime::{Outcome, WorkerReport};
 pub use slot::{Slot, WorkerMetrics, WorkerState};
@@ -139,6 +141,22 @@ pub trait Worker: Send + Sized + 'static {
     /// Called when the inbox is empty, before the worker waits.
     fn on_idle(&mut self, state: &mut Self::State, ctx: &mut Context<'_, Self>) {
         let _ = (state, ctx);
+    }
+
+    /// Waits for work, after [`Worker::on_idle`]; must return soon after `idle` becomes ready
+    /// (a message, or a stop or pause request). The default sleeps by the worker's idle strategy
+    /// ([`Idle::sleep`]).
+    ///
+    /// A worker that also serves I/O on its thread (its own sockets and timers: thread-per-core)
+    /// overrides it to run its event loop until [`Idle::ready`] resolves, for example with a tokio
+    /// current-thread runtime and a `LocalSet` kept in the state:
+    /// `state.rt.block_on(state.tasks.run_until(idle.ready()))`. The tasks of that loop reach
+    /// other workers through an [`Outbox`] ([`Context::outbox`]). The loop runs only while the
+    /// inbox is empty, so keep handlers short: a worker whose inbox never empties starves its I/O.
+    /// A panic here is treated like a handler panic.
+    fn wait(&mut self, state: &mut Self::State, ctx: &mut Context<'_, Self>, idle: &Idle<'_>) {
+        let _ = (state, ctx);
+        idle.sleep();
     }
 
     /// Called once after a graceful stop has drained the inbox; consumes the state.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use corelane_channel::spsc;
 
 use crate::slot::{Envelope, Stats};
-use crate::{Context, Error, Peers, RestartPolicy, Slot, Worker, WorkerConfig, WorkerState};
+use crate::{Context, Error, Idle, Peers, RestartPolicy, Slot, Worker, WorkerConfig, WorkerState};
 
 /// How a worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,17 +195,6 @@ impl<W: Worker> Runner<W> {
                 if let Err(halt) = self.idle(&mut state) {
                     return self.halt(halt);
                 }
-                let (slot, lanes) = (&self.slot, &self.lanes);
-                // `is_empty` reads the slot the next receive takes, not the senders' index: the
-                // poll leaves that index's line with the senders (one line transfer less per
-                // message to an idle worker).
-                slot.doorbell.wait(slot.idle, None, &|| {
-                    !slot.rx.is_empty()
-                        || lanes.iter().any(|l| !l.is_empty())
-                        || slot.control.stop.load(Ordering::Acquire)
-                        || slot.control.paused.load(Ordering::Acquire)
-                        || slot.control.lanes_pending.load(Ordering::Acquire)
-                });
                 continue;
             }
             if let Err(halt) = self.process(&mut state, &mut buf, None) {
@@ -266,14 +255,33 @@ impl<W: Worker> Runner<W> {
         });
     }
 
-    /// Runs `on_idle`, treating a panic there like a handler panic.
+    /// Runs `on_idle`, then `wait` until there is work, treating a panic in either like a
+    /// handler panic.
     fn idle(&mut self, state: &mut Option<W::State>) -> Result<(), Halt<W::Message>> {
+        let (slot, lanes) = (&self.slot, &self.lanes);
+        // `is_empty` reads the slot the next receive takes, not the senders' index: the poll
+        // leaves that index's line with the senders (one line transfer less per message to an
+        // idle worker).
+        let ready = || {
+            !slot.rx.is_empty()
+                || lanes.iter().any(|l| !l.is_empty())
+                || slot.control.stop.load(Ordering::Acquire)
+                || slot.control.paused.load(Ordering::Acquire)
+                || slot.control.lanes_pending.load(Ordering::Acquire)
+        };
+        let idle = Idle::new(&slot.doorbell, slot.idle, &ready);
         let Some(st) = state.as_mut() else {
+            idle.sleep();
             return Ok(());
         };
-        let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
+        let mut ctx = Context::new(slot.index, slot.core, &self.peers);
         let worker = &mut self.worker;
-        let result = catch_unwind(AssertUnwindSafe(|| worker.on_idle(st, &mut ctx)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            worker.on_idle(st, &mut ctx);
+            if !ctx.stop {
+                worker.wait(st, &mut ctx, &idle);
+            }
+        }));
         let stop = ctx.stop;
         if stop {
             self.slot.control.stop.store(true, Ordering::Release);

@@ -54,8 +54,8 @@ pub use corelane_worker as worker;
 
 pub use corelane_router::{Pool, PoolBuilder, Producer, ShutdownReport};
 pub use corelane_worker::{
-    AskError, BoxError, Context, Error, Overflow, Placement, Reply, RestartPolicy, SendError,
-    Worker, WorkerConfig,
+    AskError, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy,
+    SendError, Worker, WorkerConfig,
 };
 
 /// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
@@ -72,7 +72,7 @@ pub mod prelude {
     };
     pub use crate::router::{Pool, PoolMetrics, Producer, ShutdownReport};
     pub use crate::worker::{
-        AskError, BoxError, Context, Error, Outcome, Overflow, Placement, Reply, RestartPolicy,
-        SendError, Worker, WorkerConfig, WorkerReport,
+        AskError, BoxError, Context, Error, Idle, Outbox, Outcome, Overflow, Placement, Reply,
+        RestartPolicy, SendError, Worker, WorkerConfig, WorkerReport,
     };
 }
