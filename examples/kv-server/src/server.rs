@@ -1,9 +1,12 @@
-//! The network front: RESP2 over TCP on a tokio runtime (connections are tasks, not threads),
-//! commands routed to shards by key, pipelines answered in order.
+//! The network front, thread-per-core: every shard worker serves its own share of the
+//! connections on a tokio current-thread runtime that it drives while its inbox is empty
+//! ([`Worker::wait`]). A connection's operations on keys of its own shard run inline, on that
+//! thread; operations on other shards' keys go to their owner, one message per shard per
+//! scheduler tick ([`Group`]). The accept thread only hands new connections out, round robin.
 
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use corelane::prelude::*;
@@ -12,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::resp::{parse, Parsed, Resp};
-use crate::shard::{not_an_integer, parse_int, Op, Req, SetCond, Shard};
+use crate::shard::{not_an_integer, parse_int, Op, Req, SetCond, Store};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -41,19 +44,143 @@ impl Default for Config {
     }
 }
 
-struct Ctx {
-    pool: Pool<Shard>,
+/// The shard worker: a part of the keyspace and the connections it serves.
+#[derive(Debug)]
+pub struct Shard {
     max_bulk: usize,
     started: Instant,
-    /// The operations connections submitted since the flusher last ran (see [`flusher`]).
-    group: Mutex<Group>,
+}
+
+/// A shard's state: its event loop, and what the loop's tasks share.
+pub struct ShardState {
+    tasks: tokio::task::LocalSet,
+    rt: tokio::runtime::Runtime,
+    front: Rc<Front>,
+}
+
+impl std::fmt::Debug for ShardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardState")
+            .field("shard", &self.front.me)
+            .field("connections", &self.front.connections.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ShardState {
+    fn drop(&mut self) {
+        // The connection tasks own sockets registered with this runtime: drop them inside it.
+        let _inside = self.rt.enter();
+        drop(std::mem::replace(
+            &mut self.tasks,
+            tokio::task::LocalSet::new(),
+        ));
+    }
+}
+
+/// What one shard's connection tasks share. It lives on the shard's thread: `Rc` and `RefCell`,
+/// never a lock.
+struct Front {
+    me: usize,
+    outbox: Outbox<Req>,
+    store: RefCell<Store>,
+    max_bulk: usize,
+    started: Instant,
+    /// The remote operations connections submitted since the flusher last ran (see [`flusher`]).
+    group: RefCell<Group>,
     /// Wakes the flusher when the first connection joins an empty group.
     flush: Notify,
-    /// Groups sent to the shards whose answers have not been handed back yet (an `Arc` of its
-    /// own: the tasks handing answers back must not hold the pool).
-    in_flight: Arc<AtomicUsize>,
+    /// Groups sent to other shards whose answers have not been handed back yet.
+    in_flight: Rc<Cell<usize>>,
     /// Wakes the keep-warm task when a group goes out.
     sent: Notify,
+    /// Raised by [`Req::Drain`]: connections stop reading new requests.
+    stop: watch::Sender<bool>,
+    /// Connection tasks alive.
+    connections: Cell<usize>,
+}
+
+impl Front {
+    fn shards(&self) -> usize {
+        self.outbox.workers()
+    }
+
+    fn shard_of(&self, key: &[u8]) -> usize {
+        // The pool's partitioner is a hash partitioner, which the outbox can always apply.
+        self.outbox.worker_for(key).unwrap_or(0)
+    }
+
+    /// Applies this shard's own operations, in order.
+    fn apply(&self, ops: impl Iterator<Item = Op>) -> Vec<Option<Resp>> {
+        let mut store = self.store.borrow_mut();
+        ops.map(|op| Some(store.apply(op))).collect()
+    }
+}
+
+impl Worker for Shard {
+    type Message = Req;
+    type State = ShardState;
+
+    fn init(&mut self, ctx: &mut Context<'_, Self>) -> Result<ShardState, BoxError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let outbox = ctx.outbox();
+        let front = Rc::new(Front {
+            me: ctx.index(),
+            group: RefCell::new(Group::new(outbox.workers())),
+            outbox,
+            store: RefCell::new(Store::new()),
+            max_bulk: self.max_bulk,
+            started: self.started,
+            flush: Notify::new(),
+            in_flight: Rc::new(Cell::new(0)),
+            sent: Notify::new(),
+            stop: watch::channel(false).0,
+            connections: Cell::new(0),
+        });
+        let tasks = tokio::task::LocalSet::new();
+        tasks.spawn_local(flusher(front.clone()));
+        tasks.spawn_local(keep_warm(front.clone()));
+        Ok(ShardState { tasks, rt, front })
+    }
+
+    fn handle(&mut self, st: &mut ShardState, req: Req, _: &mut Context<'_, Self>) {
+        match req {
+            Req::Ops { ops, reply } => {
+                let mut store = st.front.store.borrow_mut();
+                reply.send(ops.into_iter().map(|op| store.apply(op)).collect());
+            }
+            Req::Serve(stream, read) => {
+                let _inside = st.rt.enter();
+                // A stream the runtime cannot adopt is dropped: the client sees the close.
+                if let Ok(stream) = TcpStream::from_std(stream) {
+                    st.tasks
+                        .spawn_local(connection(stream, read, st.front.clone()));
+                }
+            }
+            Req::Drain => {
+                st.front.stop.send_replace(true);
+            }
+            Req::Connections(reply) => reply.send(st.front.connections.get()),
+        }
+    }
+
+    fn on_idle(&mut self, st: &mut ShardState, _: &mut Context<'_, Self>) {
+        st.front.store.borrow_mut().sweep();
+    }
+
+    /// Runs the shard's connections until a message arrives.
+    fn wait(&mut self, st: &mut ShardState, _: &mut Context<'_, Self>, idle: &Idle<'_>) {
+        const SPIN: Duration = Duration::from_micros(50);
+        st.rt.block_on(st.tasks.run_until(async {
+            let start = Instant::now();
+            while !idle.is_ready() && start.elapsed() < SPIN {
+                tokio::task::yield_now().await;
+            }
+            idle.ready().await
+        }));
+    }
 }
 
 /// A running server. [`Server::shutdown`] stops it gracefully.
@@ -65,7 +192,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds, starts the shard pool and the network thread, and returns once both are ready.
+    /// Binds, starts the shard pool and the accept thread, and returns once both are ready.
     ///
     /// # Errors
     /// Binding or pool errors.
@@ -74,8 +201,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let cores = corelane::available_cores();
-        let pin = cfg.pin;
-        let queue = cfg.queue;
+        let (pin, queue, max_bulk, started) = (cfg.pin, cfg.queue, cfg.max_bulk, Instant::now());
         let pool = Pool::builder()
             .workers(cfg.shards)
             .worker_config(move |i| {
@@ -87,29 +213,18 @@ impl Server {
                     _ => c,
                 }
             })
-            .spawn(|_| Shard)?;
+            .spawn(|_| Shard { max_bulk, started })?;
         let (stop, stop_rx) = watch::channel(false);
-        let group = Mutex::new(Group::new(pool.workers()));
-        let ctx = Arc::new(Ctx {
-            pool,
-            max_bulk: cfg.max_bulk,
-            started: Instant::now(),
-            group,
-            flush: Notify::new(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            sent: Notify::new(),
-        });
         let thread = std::thread::Builder::new()
-            .name("kv-net".into())
+            .name("kv-accept".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                rt.block_on(accept_loop(listener, ctx.clone(), stop_rx));
-                let ctx = Arc::try_unwrap(ctx)
-                    .unwrap_or_else(|_| panic!("connections still hold the pool"));
-                ctx.pool.shutdown()
+                rt.block_on(accept_loop(listener, &pool, stop_rx));
+                drain(&pool, Duration::from_secs(5));
+                pool.shutdown()
             })?;
         Ok(Self {
             addr,
@@ -144,70 +259,113 @@ impl Drop for Server {
     }
 }
 
+/// Accepts until `stop`, handing each connection to the next shard in turn.
 async fn accept_loop(
     listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
+    pool: &Pool<Shard>,
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = TcpListener::from_std(listener).expect("a non-blocking listener");
-    let flusher = tokio::spawn(flusher(ctx.clone()));
-    let warm = tokio::spawn(keep_warm(ctx.clone()));
-    let mut conns = tokio::task::JoinSet::new();
+    let mut next = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(connection(stream, ctx.clone(), stop.clone()));
-                }
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let Ok(stream) = stream.into_std() else { continue };
+                // A refused hand-off (a stopped shard) drops the stream: the client sees the close.
+                let _ = pool.send_to(next, Req::Serve(stream, Vec::new()));
+                next = (next + 1) % pool.workers();
             }
-            _ = stop.changed() => break,
-        }
-        while conns.try_join_next().is_some() {}
-    }
-    drop(listener);
-    let deadline = tokio::time::sleep(Duration::from_secs(5));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            next = conns.join_next() => if next.is_none() { break },
-            _ = &mut deadline => { conns.abort_all(); while conns.join_next().await.is_some() {} break; }
+            _ = stop.changed() => return,
         }
     }
-    // Every connection is gone, so nothing waits on a group any more.
-    flusher.abort();
-    let _ = flusher.await;
-    warm.abort();
-    let _ = warm.await;
 }
 
-/// One client: read what it sent, parse every complete command, hand the shard operations to
-/// this tick's group ([`submit`]), then assemble and write the answers in order.
-async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let mut rbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+/// Tells every shard to stop reading new requests and waits (up to `limit`) until their
+/// connections have answered what they read and closed.
+fn drain(pool: &Pool<Shard>, limit: Duration) {
+    for i in 0..pool.workers() {
+        let _ = pool.send_to(i, Req::Drain);
+    }
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let open: usize = (0..pool.workers())
+            .map(|i| {
+                let (reply, answer) = Reply::pair();
+                match pool.send_to(i, Req::Connections(reply)) {
+                    Ok(()) => answer.wait::<Req>().unwrap_or(0),
+                    Err(_) => 0,
+                }
+            })
+            .sum();
+        if open == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Counts a connection task while it lives (aborted or not).
+struct Alive(Rc<Front>);
+
+impl Alive {
+    fn new(front: Rc<Front>) -> Self {
+        front.connections.set(front.connections.get() + 1);
+        Self(front)
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// After this many reads in a row whose every key lives on one other shard, a connection moves
+/// to that shard (as Dragonfly's `migrate_connections` does): its operations then run inline
+/// there instead of crossing threads. A client spread over the keyspace never qualifies.
+const MIGRATE_AFTER: u32 = 4;
+
+/// One client: read what it sent, parse every complete command, run its shard operations
+/// ([`submit`]), then assemble and write the answers in order. `rbuf` holds bytes already read
+/// (by the shard this connection moved from).
+async fn connection(mut stream: TcpStream, mut rbuf: Vec<u8>, front: Rc<Front>) {
+    let alive = Alive::new(front);
+    let front = &alive.0;
+    let mut stop = front.stop.subscribe();
+    rbuf.reserve(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut batch = Batch::new(ctx.pool.workers());
+    let mut batch = Batch::new(front.shards());
     let mut plans = Vec::new();
+    // (shard, how many reads in a row went only to it)
+    let mut streak = (front.me, 0);
+    let mut unread = !rbuf.is_empty();
     loop {
-        let read = tokio::select! {
-            r = stream.read_buf(&mut rbuf) => r,
-            _ = stop.changed() => return,
-        };
-        match read {
-            Ok(0) | Err(_) => return, // the client left; nothing of its is held anywhere
-            Ok(_) => {}
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if !std::mem::take(&mut unread) {
+            let read = tokio::select! {
+                r = stream.read_buf(&mut rbuf) => r,
+                _ = stop.changed() => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return, // the client left; nothing of its is held anywhere
+                Ok(_) => {}
+            }
         }
         let mut used = 0;
         let mut close = false;
         loop {
-            match parse(&rbuf[used..], ctx.max_bulk) {
+            match parse(&rbuf[used..], front.max_bulk) {
                 Parsed::Command(args, n) => {
                     used += n;
                     if args.is_empty() {
                         continue;
                     }
                     let quit = args[0].eq_ignore_ascii_case(b"quit");
-                    plans.push(plan(&ctx, &mut batch, args));
+                    plans.push(plan(front, &mut batch, args));
                     if quit {
                         close = true;
                         break;
@@ -222,9 +380,14 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
             }
         }
         rbuf.drain(..used);
-        let mut results = submit(&ctx, &mut batch).await;
+        streak = match batch.only_shard() {
+            Some(shard) if shard != front.me && shard == streak.0 => (shard, streak.1 + 1),
+            Some(shard) if shard != front.me => (shard, 1),
+            _ => (front.me, 0),
+        };
+        let mut results = submit(front, &mut batch).await;
         for p in plans.drain(..) {
-            p.resolve(&ctx, &mut results).write(&mut wbuf);
+            p.resolve(front, &mut results).write(&mut wbuf);
         }
         if stream.write_all(&wbuf).await.is_err() {
             return;
@@ -233,6 +396,21 @@ async fn connection(mut stream: TcpStream, ctx: Arc<Ctx>, mut stop: watch::Recei
         if close {
             let _ = stream.shutdown().await;
             return;
+        }
+        if streak.1 >= MIGRATE_AFTER {
+            // Every answer is written: nothing of this connection is in flight. Hand the socket
+            // and its unparsed bytes to the shard its keys live on; if that fails, stay.
+            let Ok(std) = stream.into_std() else { return };
+            match front.outbox.send_to(streak.0, Req::Serve(std, rbuf)) {
+                Ok(()) => return,
+                Err(e) => match e.into_inner() {
+                    Req::Serve(std, back) => match TcpStream::from_std(std) {
+                        Ok(s) => (stream, rbuf, streak) = (s, back, (front.me, 0)),
+                        Err(_) => return,
+                    },
+                    _ => unreachable!("the message handed back is the one sent"),
+                },
+            }
         }
     }
 }
@@ -252,6 +430,14 @@ struct Batch {
 struct Results(Vec<Vec<Option<Resp>>>);
 
 impl Results {
+    /// Sets shard `shard`'s answers.
+    fn put(&mut self, shard: usize, answers: Vec<Option<Resp>>) {
+        if self.0.len() <= shard {
+            self.0.resize_with(shard + 1, Vec::new);
+        }
+        self.0[shard] = answers;
+    }
+
     fn take(&mut self, (shard, pos): Slot) -> Resp {
         self.0
             .get_mut(shard)
@@ -271,6 +457,19 @@ impl Batch {
     fn add(&mut self, shard: usize, op: Op) -> Slot {
         self.ops[shard].push(op);
         (shard, self.ops[shard].len() - 1)
+    }
+
+    /// The one shard this batch has operations for, if exactly one.
+    fn only_shard(&self) -> Option<usize> {
+        let mut busy = self
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, ops)| !ops.is_empty());
+        match (busy.next(), busy.next()) {
+            (Some((shard, _)), None) => Some(shard),
+            _ => None,
+        }
     }
 
     fn add_to_every_shard(&mut self, make: impl Fn() -> Op) -> Vec<Slot> {
@@ -303,48 +502,50 @@ impl Group {
     }
 }
 
-fn lock(group: &Mutex<Group>) -> std::sync::MutexGuard<'_, Group> {
-    // A panic while holding the lock leaves at worst a member without answers, which reads as
-    // "shard unavailable"; the group itself stays usable.
-    group.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Adds `batch` (emptying it) to the current group and waits for its answers. A batch without
-/// shard operations (PING, errors) is answered at once.
-async fn submit(ctx: &Ctx, batch: &mut Batch) -> Results {
-    if batch.ops.iter().all(Vec::is_empty) {
-        return Results(Vec::new());
-    }
-    let (tx, rx) = oneshot::channel();
-    {
-        let mut group = lock(&ctx.group);
-        let counts = group
-            .batch
-            .ops
-            .iter_mut()
-            .zip(&mut batch.ops)
-            .map(|(all, mine)| {
-                let n = mine.len();
-                all.append(mine);
-                n
-            })
-            .collect();
-        group.members.push((counts, tx));
-        if group.members.len() == 1 {
-            ctx.flush.notify_one();
+/// Runs `batch` (emptying it): this shard's operations at once, the others' through the current
+/// group, whose answers it waits for. A batch without shard operations (PING, errors) is
+/// answered at once.
+async fn submit(front: &Front, batch: &mut Batch) -> Results {
+    let local = front.apply(batch.ops[front.me].drain(..));
+    let mut results = if batch.ops.iter().all(Vec::is_empty) {
+        Results(Vec::new())
+    } else {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut group = front.group.borrow_mut();
+            let counts = group
+                .batch
+                .ops
+                .iter_mut()
+                .zip(&mut batch.ops)
+                .map(|(all, mine)| {
+                    let n = mine.len();
+                    all.append(mine);
+                    n
+                })
+                .collect();
+            group.members.push((counts, tx));
+            if group.members.len() == 1 {
+                front.flush.notify_one();
+            }
         }
+        // A group that could not be sent (pool stopped) drops the sender: every answer is
+        // missing.
+        rx.await.unwrap_or(Results(Vec::new()))
+    };
+    if !local.is_empty() {
+        results.put(front.me, local);
     }
-    // A group that could not be sent (pool stopped) drops the sender: every answer is missing.
-    rx.await.unwrap_or(Results(Vec::new()))
+    results
 }
 
-/// Sends each group to the shards (one message per shard) and, in a task of its own, hands the
+/// Sends each group to its shards (one message per shard) and, in a task of its own, hands the
 /// answers back to the group's members, so the next group can go out meanwhile. A full inbox makes
 /// it yield until there is room.
-async fn flusher(ctx: Arc<Ctx>) {
+async fn flusher(front: Rc<Front>) {
     loop {
-        ctx.flush.notified().await;
-        let group = std::mem::replace(&mut *lock(&ctx.group), Group::new(ctx.pool.workers()));
+        front.flush.notified().await;
+        let group = std::mem::replace(&mut *front.group.borrow_mut(), Group::new(front.shards()));
         if group.members.is_empty() {
             continue;
         }
@@ -355,9 +556,9 @@ async fn flusher(ctx: Arc<Ctx>) {
                 continue;
             }
             let (reply, answer) = Reply::pair_async();
-            let mut msg = Req { ops, reply };
+            let mut msg = Req::Ops { ops, reply };
             let sent = loop {
-                match ctx.pool.try_send_to(shard, msg) {
+                match front.outbox.send_to(shard, msg) {
                     Ok(()) => break true,
                     Err(SendError::Full(back)) => {
                         msg = back;
@@ -368,12 +569,12 @@ async fn flusher(ctx: Arc<Ctx>) {
             };
             answers.push(sent.then_some(answer));
         }
-        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-        ctx.sent.notify_one();
-        let in_flight = ctx.in_flight.clone();
-        tokio::spawn(async move {
+        front.in_flight.set(front.in_flight.get() + 1);
+        front.sent.notify_one();
+        let in_flight = front.in_flight.clone();
+        tokio::task::spawn_local(async move {
             hand_back(answers, group.members).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
+            in_flight.set(in_flight.get() - 1);
         });
     }
 }
@@ -381,12 +582,12 @@ async fn flusher(ctx: Arc<Ctx>) {
 /// While groups are out, keeps this thread polling (yielding, which polls the network without
 /// blocking) for at most `SPIN` per wait, instead of sleeping in `epoll_wait` and paying a wake-up
 /// when the answers arrive moments later.
-async fn keep_warm(ctx: Arc<Ctx>) {
+async fn keep_warm(front: Rc<Front>) {
     const SPIN: Duration = Duration::from_micros(200);
     loop {
-        ctx.sent.notified().await;
+        front.sent.notified().await;
         let start = Instant::now();
-        while ctx.in_flight.load(Ordering::Relaxed) > 0 && start.elapsed() < SPIN {
+        while front.in_flight.get() > 0 && start.elapsed() < SPIN {
             tokio::task::yield_now().await;
         }
     }
@@ -430,7 +631,7 @@ enum Plan {
 }
 
 impl Plan {
-    fn resolve(self, ctx: &Ctx, results: &mut Results) -> Resp {
+    fn resolve(self, front: &Front, results: &mut Results) -> Resp {
         match self {
             Plan::Ready(r) => r,
             Plan::One(slot) => results.take(slot),
@@ -470,13 +671,13 @@ impl Plan {
             Plan::Info(slots) => {
                 let (mut keys, mut expires) = (0, 0);
                 let mut shards = String::new();
-                let metrics = ctx.pool.metrics();
+                let metrics = front.outbox.metrics();
                 for (i, slot) in slots.into_iter().enumerate() {
                     if let Resp::Array(v) = results.take(slot) {
                         if let [Resp::Int(k), Resp::Int(e)] = v[..] {
                             keys += k;
                             expires += e;
-                            let m = &metrics.workers[i];
+                            let m = &metrics[i];
                             shards.push_str(&format!(
                                 "shard{i}:keys={k},expires={e},processed={},queued={},core={}\r\n",
                                 m.processed,
@@ -491,8 +692,8 @@ impl Plan {
                      # Keyspace\r\ndb0:keys={keys},expires={expires},avg_ttl=0\r\n\r\n\
                      # Shards\r\nshards:{}\r\n{shards}",
                     env!("CARGO_PKG_VERSION"),
-                    ctx.started.elapsed().as_secs(),
-                    metrics.workers.len()
+                    front.started.elapsed().as_secs(),
+                    metrics.len()
                 );
                 Resp::Bulk(Some(text.into_bytes()))
             }
@@ -501,10 +702,10 @@ impl Plan {
 }
 
 /// Groups `keys` by shard: `(shard, positions in the command, keys)`.
-fn by_shard(ctx: &Ctx, keys: Vec<Vec<u8>>) -> Vec<(usize, Vec<usize>, Vec<Vec<u8>>)> {
+fn by_shard(front: &Front, keys: Vec<Vec<u8>>) -> Vec<(usize, Vec<usize>, Vec<Vec<u8>>)> {
     let mut groups: Vec<(usize, Vec<usize>, Vec<Vec<u8>>)> = Vec::new();
     for (pos, key) in keys.into_iter().enumerate() {
-        let shard = ctx.pool.worker_for(key.as_slice());
+        let shard = front.shard_of(&key);
         match groups.iter_mut().find(|g| g.0 == shard) {
             Some(g) => {
                 g.1.push(pos);
@@ -569,7 +770,7 @@ fn set_options(args: &[Vec<u8>]) -> Result<(Option<Duration>, SetCond), Resp> {
 }
 
 /// Validates one command and adds its shard operations to `batch`.
-fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
+fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
     // Every command we know has a short ASCII name: lower-case it on the stack.
     let mut lower = [0u8; 16];
     let name = match args[0].len() {
@@ -592,7 +793,7 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
     // A single-key command: its key moves into the operation (no copy).
     let key = |args: &mut Vec<Vec<u8>>| std::mem::take(&mut args[1]);
     let mut one = |op: Op| {
-        let shard = ctx.pool.worker_for(op.key().unwrap_or_default());
+        let shard = front.shard_of(op.key().unwrap_or_default());
         Plan::One(batch.add(shard, op))
     };
     match name {
@@ -649,7 +850,7 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
         }
         "del" | "exists" => {
             let del = name == "del";
-            let slots = by_shard(ctx, args.split_off(1))
+            let slots = by_shard(front, args.split_off(1))
                 .into_iter()
                 .map(|(shard, _, keys)| {
                     batch.add(shard, if del { Op::Del(keys) } else { Op::Exists(keys) })
@@ -660,7 +861,7 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
         "mget" => {
             let keys = args.split_off(1);
             let len = keys.len();
-            let parts = by_shard(ctx, keys)
+            let parts = by_shard(front, keys)
                 .into_iter()
                 .map(|(shard, positions, keys)| (positions, batch.add(shard, Op::MGet(keys))))
                 .collect();
@@ -673,7 +874,7 @@ fn plan(ctx: &Ctx, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             let mut pairs: Vec<(usize, Pairs)> = Vec::new();
             let mut rest = args.split_off(1).into_iter();
             while let (Some(k), Some(v)) = (rest.next(), rest.next()) {
-                let shard = ctx.pool.worker_for(k.as_slice());
+                let shard = front.shard_of(&k);
                 match pairs.iter_mut().find(|p| p.0 == shard) {
                     Some(p) => p.1.push((k, v)),
                     None => pairs.push((shard, vec![(k, v)])),

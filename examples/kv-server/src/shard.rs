@@ -1,5 +1,6 @@
-//! A shard: one corelane worker owning one part of the keyspace. Only its thread touches its
-//! map, so nothing here takes a lock.
+//! A shard's keyspace and the messages shards exchange. Each shard is one corelane worker that
+//! owns one part of the keyspace and serves its own connections (see the server module); only
+//! its thread touches its map, so nothing here takes a lock.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -77,19 +78,25 @@ impl Op {
     }
 }
 
-/// A batch of operations for one shard (a connection's pipeline, this shard's part of it) and
-/// where to send their answers, in the same order.
+/// What a shard worker receives.
 #[derive(Debug)]
-pub struct Req {
-    /// What to do, in order.
-    pub ops: Vec<Op>,
-    /// Where the answers go.
-    pub reply: Reply<Vec<Resp>>,
+pub enum Req {
+    /// Operations on this shard's keys from connections served by another shard (one tick's
+    /// worth), and where their answers go, in the same order.
+    Ops {
+        /// What to do, in order.
+        ops: Vec<Op>,
+        /// Where the answers go.
+        reply: Reply<Vec<Resp>>,
+    },
+    /// A client connection for this shard to serve: a new one, or one that moves here from
+    /// another shard with the bytes it had read but not yet parsed.
+    Serve(std::net::TcpStream, Vec<u8>),
+    /// Stop reading new requests: each connection finishes what it has read, then closes.
+    Drain,
+    /// How many connections this shard still serves.
+    Connections(Reply<usize>),
 }
-
-/// The shard worker.
-#[derive(Debug)]
-pub struct Shard;
 
 /// Keys and values as exact-size boxed slices (16 bytes each in the table, against 24 for a
 /// `Vec`).
@@ -133,7 +140,7 @@ pub(crate) fn parse_int(bytes: &[u8]) -> Option<i64> {
 }
 
 impl Store {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             map: Map::default(),
             ttl: Map::default(),
@@ -288,7 +295,7 @@ impl Store {
     }
 
     /// Removes expired keys, at most every [`SWEEP_EVERY`], only if some key has a TTL.
-    fn sweep(&mut self) {
+    pub(crate) fn sweep(&mut self) {
         let now = Instant::now();
         if self.ttl.is_empty() || now.duration_since(self.last_sweep) < SWEEP_EVERY {
             return;
@@ -302,24 +309,6 @@ impl Store {
             }
             live
         });
-    }
-}
-
-impl Worker for Shard {
-    type Message = Req;
-    type State = Store;
-
-    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Store, BoxError> {
-        Ok(Store::new())
-    }
-
-    fn handle(&mut self, store: &mut Store, req: Req, _: &mut Context<'_, Self>) {
-        let answers = req.ops.into_iter().map(|op| store.apply(op)).collect();
-        req.reply.send(answers);
-    }
-
-    fn on_idle(&mut self, store: &mut Store, _: &mut Context<'_, Self>) {
-        store.sweep();
     }
 }
 

@@ -240,6 +240,64 @@ fn fifty_concurrent_connections() {
     );
 }
 
+/// The messages every shard handled so far, from `INFO`'s per-shard lines.
+fn shard_messages(c: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").query(c).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("shard"))
+        .filter_map(|l| {
+            l.split("processed=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn a_connection_whose_keys_live_on_another_shard_moves_there_mid_stream() {
+    let server = start(1 << 20);
+    let mut info = client(&server);
+    // Two connections (one per shard, round robin) working on one key: one of them is served by
+    // the shard that does not own it, and moves. Each round ends with half a command, which the
+    // next round completes: bytes read but not parsed move along with the socket.
+    let mut conns: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let s = TcpStream::connect(server.local_addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    let incr = resp(&["INCR", "hot"]);
+    let (head, tail) = incr.split_at(7);
+    for c in &mut conns {
+        c.write_all(head).unwrap();
+    }
+    let before = shard_messages(&mut info);
+    let mut expected = 0;
+    for _round in 0..30 {
+        for c in &mut conns {
+            let mut request = tail.to_vec();
+            request.extend(resp(&["INCR", "hot"]));
+            request.extend_from_slice(head);
+            c.write_all(&request).unwrap();
+            expected += 2;
+            let want = format!(":{}\r\n:{expected}\r\n", expected - 1);
+            let mut got = vec![0u8; want.len()];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(String::from_utf8_lossy(&got), want);
+        }
+    }
+    // Without the move, the remote connection's 30 reads would each be a message to the owner;
+    // with it, only the first few are (and INFO's own queries).
+    let messages = shard_messages(&mut info) - before;
+    assert!(messages < 12, "{messages} shard messages for 60 reads");
+    let mut c = client(&server);
+    assert_eq!(c.get::<_, i64>("hot").unwrap(), expected);
+}
+
 #[test]
 fn errors_match_redis_and_the_connection_survives_where_redis_keeps_it() {
     let server = start(64);
