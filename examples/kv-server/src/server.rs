@@ -342,10 +342,11 @@ async fn connection(mut stream: TcpStream, mut rbuf: Vec<u8>, front: Rc<Front>) 
     let mut streak = (front.me, 0);
     let mut unread = !rbuf.is_empty();
     loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
         if !std::mem::take(&mut unread) {
+            // Draining: what was read is answered (above); nothing new is read.
+            if *stop.borrow_and_update() {
+                return;
+            }
             let read = tokio::select! {
                 r = stream.read_buf(&mut rbuf) => r,
                 _ = stop.changed() => return,
