@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # corelane-kv vs redis-server under redis-benchmark, same run, alternating, 3 rounds.
-# Usage: [KV_ARGS="--shards 1"] bash benches/kv-vs-redis.sh [ROUNDS]   (needs redis-server and redis-benchmark)
+# Usage: [KV_ARGS="--shards 1"] [BENCH_ARGS="-r 100000"] bash benches/kv-vs-redis.sh [ROUNDS]
+#   (needs redis-server and redis-benchmark). BENCH_ARGS go to the throughput runs: by default
+#   redis-benchmark uses one key per test (key:__rand_int__); "-r N" spreads them over N keys.
 # Prints a markdown table of requests/s and p50 latency per test, median over the rounds,
 # and the RSS of each server after 1M SETs of 16-byte keys and values.
 set -euo pipefail
@@ -19,7 +21,7 @@ for round in $(seq "$ROUNDS"); do
   for target in kv redis; do
     port=$([ $target = kv ] && echo $KV_PORT || echo $REDIS_PORT)
     redis-cli -p $port flushall >/dev/null
-    redis-benchmark -p $port -t set,get,incr,mset -n 500000 -c 50 -P 16 --csv 2>/dev/null \
+    redis-benchmark -p $port -t set,get,incr,mset -n 500000 -c 50 -P 16 ${BENCH_ARGS:-} --csv 2>/dev/null \
       | sed 's/"//g' | awk -F, -v t=$target -v r=$round 'NR>1 {gsub(/ /, "_", $1); print t, r, $1, $2, $5}' >> "$OUT/results"
   done
 done
