@@ -391,13 +391,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     /// A snapshot of every worker's counters.
     pub fn metrics(&self) -> PoolMetrics {
         PoolMetrics {
-            workers: self
-                .inner
-                .peers
-                .slots()
-                .iter()
-                .map(|s| s.metrics())
-                .collect(),
+            workers: self.inner.peers.metrics(),
         }
     }
 

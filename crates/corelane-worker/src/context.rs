@@ -43,6 +43,11 @@ impl<M> Peers<M> {
         &self.slots
     }
 
+    /// A snapshot of every worker's counters, in index order.
+    pub fn metrics(&self) -> Vec<WorkerMetrics> {
+        self.slots.iter().map(|s| s.metrics()).collect()
+    }
+
     /// Sends `msg` to worker `worker` without blocking (the send of [`Context::send_to`] and
     /// [`Outbox::send_to`]).
     fn try_send_to(&self, worker: usize, msg: M) -> Result<(), SendError<M>> {
@@ -225,6 +230,6 @@ impl<M> Outbox<M> {
 
     /// A snapshot of every worker's counters, in index order.
     pub fn metrics(&self) -> Vec<WorkerMetrics> {
-        self.peers.slots.iter().map(|s| s.metrics()).collect()
+        self.peers.metrics()
     }
 }

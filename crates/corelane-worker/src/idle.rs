@@ -4,7 +4,7 @@ use corelane_channel::{Doorbell, DoorbellReady, WaitStrategy};
 
 /// A worker's view of its wake-up condition while its inbox is empty: a message in the inbox or a
 /// lane, a stop or pause request, or a new lane. Senders ring the worker's doorbell after each of
-/// these, which wakes a thread in [`Idle::sleep`] as well as a task awaiting [`Idle::ready`].
+/// these, which wakes a thread in [`Idle::park`] as well as a task awaiting [`Idle::ready`].
 pub struct Idle<'a> {
     doorbell: &'a Doorbell,
     strategy: WaitStrategy,
@@ -40,7 +40,7 @@ impl<'a> Idle<'a> {
 
     /// Blocks this thread by the worker's idle strategy until [`Idle::is_ready`] holds: what the
     /// default [`Worker::wait`](crate::Worker::wait) does.
-    pub fn sleep(&self) {
+    pub fn park(&self) {
         self.doorbell.wait(self.strategy, None, self.ready);
     }
 

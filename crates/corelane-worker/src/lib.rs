@@ -144,8 +144,8 @@ pub trait Worker: Send + Sized + 'static {
     }
 
     /// Waits for work, after [`Worker::on_idle`]; must return soon after `idle` becomes ready
-    /// (a message, or a stop or pause request). The default sleeps by the worker's idle strategy
-    /// ([`Idle::sleep`]).
+    /// (a message, or a stop or pause request). The default parks by the worker's idle strategy
+    /// ([`Idle::park`]).
     ///
     /// A worker that also serves I/O on its thread (its own sockets and timers: thread-per-core)
     /// overrides it to run its event loop until [`Idle::ready`] resolves, for example with a tokio
@@ -156,7 +156,7 @@ pub trait Worker: Send + Sized + 'static {
     /// A panic here is treated like a handler panic.
     fn wait(&mut self, state: &mut Self::State, ctx: &mut Context<'_, Self>, idle: &Idle<'_>) {
         let _ = (state, ctx);
-        idle.sleep();
+        idle.park();
     }
 
     /// Called once after a graceful stop has drained the inbox; consumes the state.

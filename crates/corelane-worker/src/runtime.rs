@@ -271,7 +271,7 @@ impl<W: Worker> Runner<W> {
         };
         let idle = Idle::new(&slot.doorbell, slot.idle, &ready);
         let Some(st) = state.as_mut() else {
-            idle.sleep();
+            idle.park();
             return Ok(());
         };
         let mut ctx = Context::new(slot.index, slot.core, &self.peers);
