@@ -158,9 +158,7 @@ impl Signal {
             }
         }
         if ready() {
-            if parked.waker.take().is_some() {
-                self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            }
+            self.unregister(&mut parked);
             return Poll::Ready(());
         }
         Poll::Pending
@@ -168,7 +166,11 @@ impl Signal {
 
     /// Takes a registered task off the sleepers (a dropped or finished [`DoorbellReady`]).
     fn cancel(&self) {
-        let mut parked = lock(&self.parked);
+        self.unregister(&mut lock(&self.parked));
+    }
+
+    /// Takes the registered task, if a notify has not already, off the sleepers (under the lock).
+    fn unregister(&self, parked: &mut Parked) {
         if parked.waker.take().is_some() {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
