@@ -112,8 +112,8 @@ impl Front {
 
     /// Applies this shard's own operations, in order.
     fn apply(&self, ops: impl Iterator<Item = Op>) -> Vec<Option<Resp>> {
-        let mut store = self.store.borrow_mut();
-        ops.map(|op| Some(store.apply(op))).collect()
+        let answers = self.store.borrow_mut().apply_all(ops);
+        answers.into_iter().map(Some).collect()
     }
 }
 
@@ -147,10 +147,7 @@ impl Worker for Shard {
 
     fn handle(&mut self, st: &mut ShardState, req: Req, _: &mut Context<'_, Self>) {
         match req {
-            Req::Ops { ops, reply } => {
-                let mut store = st.front.store.borrow_mut();
-                reply.send(ops.into_iter().map(|op| store.apply(op)).collect());
-            }
+            Req::Ops { ops, reply } => reply.send(st.front.store.borrow_mut().apply_all(ops)),
             Req::Serve(stream, read) => {
                 let _inside = st.rt.enter();
                 // A stream the runtime cannot adopt is dropped: the client sees the close.
@@ -174,10 +171,7 @@ impl Worker for Shard {
     fn wait(&mut self, st: &mut ShardState, _: &mut Context<'_, Self>, idle: &Idle<'_>) {
         const SPIN: Duration = Duration::from_micros(50);
         st.rt.block_on(st.tasks.run_until(async {
-            let start = Instant::now();
-            while !idle.is_ready() && start.elapsed() < SPIN {
-                tokio::task::yield_now().await;
-            }
+            poll_while(|| !idle.is_ready(), SPIN).await;
             idle.ready().await
         }));
     }
@@ -587,10 +581,19 @@ async fn keep_warm(front: Rc<Front>) {
     const SPIN: Duration = Duration::from_micros(200);
     loop {
         front.sent.notified().await;
-        let start = Instant::now();
-        while front.in_flight.get() > 0 && start.elapsed() < SPIN {
-            tokio::task::yield_now().await;
-        }
+        poll_while(|| front.in_flight.get() > 0, SPIN).await;
+    }
+}
+
+/// Keeps the event loop turning (yielding, which polls the network without blocking) while
+/// `cond` holds, for at most `limit`. The clock is read every 8th turn: a read per turn was 7% of
+/// a busy shard's samples.
+async fn poll_while(cond: impl Fn() -> bool, limit: Duration) {
+    let start = Instant::now();
+    let mut turns = 0u32;
+    while cond() && (!turns.is_multiple_of(8) || start.elapsed() < limit) {
+        turns = turns.wrapping_add(1);
+        tokio::task::yield_now().await;
     }
 }
 

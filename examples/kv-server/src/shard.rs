@@ -184,7 +184,18 @@ impl Store {
 
     /// Applies one operation.
     pub fn apply(&mut self, op: Op) -> Resp {
+        self.apply_at(op, Instant::now())
+    }
+
+    /// Applies operations in order, reading the clock once for all of them (as redis caches its
+    /// clock per event-loop turn): the ops of one read see one instant.
+    pub fn apply_all(&mut self, ops: impl IntoIterator<Item = Op>) -> Vec<Resp> {
         let now = Instant::now();
+        ops.into_iter().map(|op| self.apply_at(op, now)).collect()
+    }
+
+    /// Applies one operation as of `now`.
+    fn apply_at(&mut self, op: Op, now: Instant) -> Resp {
         match op {
             Op::Get(key) => Resp::Bulk(self.get(&key, now).map(|v| v.to_vec())),
             Op::Set {
