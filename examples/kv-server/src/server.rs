@@ -501,7 +501,9 @@ impl Group {
 /// group, whose answers it waits for. A batch without shard operations (PING, errors) is
 /// answered at once.
 async fn submit(front: &Front, batch: &mut Batch) -> Results {
-    let local = front.apply(batch.ops[front.me].drain(..));
+    // No clock read for a read without local operations (every read of a remote-only client).
+    let local =
+        (!batch.ops[front.me].is_empty()).then(|| front.apply(batch.ops[front.me].drain(..)));
     let mut results = if batch.ops.iter().all(Vec::is_empty) {
         Results(Vec::new())
     } else {
@@ -528,7 +530,7 @@ async fn submit(front: &Front, batch: &mut Batch) -> Results {
         // missing.
         rx.await.unwrap_or(Results(Vec::new()))
     };
-    if !local.is_empty() {
+    if let Some(local) = local {
         results.put(front.me, local);
     }
     results
