@@ -161,7 +161,8 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// Closes the channel for every sender (sends fail and hand their value back from now on)
     /// and hands every queued value to `sink`. Sends racing with it either fail that way or
-    /// their value reaches `sink` (or the drain of a later reclaim), never both.
+    /// their value reaches `sink` (or the drain of a later reclaim), never both. Only the first
+    /// seal drains: a later one hands nothing to `sink`.
     ///
     /// # Safety
     /// The ring's consumer rule holds for the drain: single-consumer rings have no other receiver
@@ -171,6 +172,14 @@ impl<T, R: Ring<T>> Chan<T, R> {
         // flag, so it waits here until this drain has taken every value accepted before the
         // close, and what it finds afterwards belongs to senders that saw the flag too.
         let guard = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        // Relaxed: every store of the flag that a sealer can race with is made under this lock.
+        if self.ends.rx_closed.load(Ordering::Relaxed) {
+            // Sealed before: that seal took every value accepted before the close, so whatever
+            // the ring holds now was pushed by a sender that saw the flag and takes it back in
+            // `reclaim`. Draining it here would make that send report success for a value it
+            // never delivered (kept by a second `close_all`, or dropped by the last receiver).
+            return;
+        }
         self.ends.rx_closed.store(true, Ordering::Relaxed);
         // Pairs with the senders' `light_barrier` after their push (see `published`).
         heavy_barrier();

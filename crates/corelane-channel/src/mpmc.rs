@@ -65,7 +65,9 @@ impl<T> Receiver<T> {
     /// Closes the channel for every sender, even while other receivers exist, and returns every
     /// message still queued, in order. Later sends fail and hand their message back; a send racing
     /// with the close either fails that way or its message is in the returned `Vec`. Other
-    /// receivers can still take what arrives in that race, then see an empty channel.
+    /// receivers can still take what arrives in that race, then see an empty channel. Only the
+    /// first call drains: a later one returns an empty `Vec` (what raced in after the first goes
+    /// back to its sender).
     pub fn close_all(&self) -> Vec<T> {
         let mut rest = Vec::new();
         // SAFETY: the MPMC ring has no consumer rule.

@@ -215,3 +215,31 @@ fn doorbell_ring_wakes_an_awaiting_task() {
         h.join().unwrap();
     });
 }
+
+#[test]
+fn mpmc_close_all_twice_then_drop_accounts_for_a_racing_send_once() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1)
+            .wait_strategy(WaitStrategy::Park)
+            .mpmc::<u32>()
+            .unwrap();
+        let h = thread::spawn(move || tx.try_send(1).err().map(|e| e.into_inner()));
+        // A worker's stop seals its inbox, handles what it got, then seals again on its way out;
+        // the last receiver's drop seals once more.
+        let first = rx.close_all();
+        let second = rx.close_all();
+        drop(rx);
+        let back = h.join().unwrap();
+        assert!(
+            second.is_empty(),
+            "a second seal takes nothing: the first took every accepted value"
+        );
+        let mut seen = first;
+        seen.extend(back);
+        assert_eq!(
+            seen,
+            [1],
+            "the value is returned by the first seal or handed back, exactly once"
+        );
+    });
+}

@@ -70,3 +70,52 @@ fn close_all_seals_with_other_receivers_alive_and_loses_nothing() {
     assert_eq!(tx.try_send(9), Err(TrySendError::Disconnected(9)));
     assert_eq!(other.try_recv(), Err(TryRecvError::Empty));
 }
+
+#[test]
+fn sends_racing_repeated_close_all_are_delivered_once_or_handed_back() {
+    // A worker's stop seals its inbox twice (once to drain, once on its way out) and then drops
+    // the receiver; a send that reports success must have its value in the first seal's result.
+    for round in 0..200 {
+        let (tx, rx) = mpmc::channel::<u64>(4);
+        let senders: Vec<_> = (0..2u64)
+            .map(|s| {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    let mut accepted = Vec::new();
+                    for i in 0.. {
+                        match tx.try_send(s << 32 | i) {
+                            Ok(()) => accepted.push(s << 32 | i),
+                            Err(TrySendError::Full(_)) => thread::yield_now(),
+                            Err(TrySendError::Disconnected(v)) => {
+                                assert_eq!(v, s << 32 | i, "the failed send's own value");
+                                return accepted;
+                            }
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut received = Vec::new();
+        while received.len() < 50 {
+            if let Ok(v) = rx.try_recv() {
+                received.push(v);
+            }
+        }
+        received.extend(rx.close_all());
+        let second = rx.close_all();
+        drop(rx);
+        assert!(
+            second.is_empty(),
+            "round {round}: a second seal took {second:?}"
+        );
+        let mut accepted: Vec<u64> = senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        accepted.sort_unstable();
+        received.sort_unstable();
+        assert_eq!(received, accepted, "round {round}: accepted = received");
+    }
+}
