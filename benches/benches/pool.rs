@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use corelane::prelude::*;
-use corelane_benches::pin;
+use corelane_benches::{median, pin};
 
 const MESSAGES: u64 = 1_000_000;
 const KEYS: u64 = 100_000;
@@ -25,11 +25,6 @@ fn keys() -> Vec<u64> {
             x % KEYS
         })
         .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 // ---- corelane -------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-//! Shared helpers for the corelane benches: core pinning and the hardware-floor ping-pong.
+//! Shared helpers for the corelane benches: core pinning, the hardware-floor ping-pong, the
+//! channel workloads ([`channels`]) and the interleaved comparison runner ([`interleave`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub mod channels;
 
 /// Pins the calling thread to online core `index % cores` (best effort: returns whether it
 /// worked). Uses the machine's online cores, not the caller's mask, so pinning one thread never
@@ -101,4 +104,29 @@ pub fn atomic_ping_pong(rounds: u64) -> Duration {
             }
         },
     )
+}
+
+/// Runs every contender once per round for `rounds` rounds and returns each contender's times,
+/// in round order. Each round starts at a different contender, so none always runs first (or
+/// right after the same neighbor), and every round compares contenders measured within the same
+/// second or so: on a shared VM whose speed drifts by 2x over minutes, per-round ratios are
+/// steady where back-to-back blocks of one contender at a time are not.
+pub fn interleave(rounds: usize, contenders: &[&dyn Fn() -> Duration]) -> Vec<Vec<Duration>> {
+    let mut times = vec![Vec::with_capacity(rounds); contenders.len()];
+    for round in 0..rounds {
+        for k in 0..contenders.len() {
+            let i = (round + k) % contenders.len();
+            times[i].push(contenders[i]());
+        }
+    }
+    times
+}
+
+/// The median of `v` (the upper one for an even length).
+///
+/// # Panics
+/// If `v` is empty or holds a NaN.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
 }
