@@ -38,5 +38,5 @@ mod producer;
 mod report;
 
 pub use pool::{NoWorker, Pool, PoolBuilder};
-pub use producer::Producer;
+pub use producer::{BatchingProducer, Producer};
 pub use report::{PoolMetrics, ShutdownReport, Totals};

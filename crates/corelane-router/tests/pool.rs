@@ -424,6 +424,36 @@ fn shutdown_timeout_returns_what_was_not_processed() {
 }
 
 #[test]
+fn a_timed_shutdown_stops_inside_a_batch_gathered_before_it() {
+    let (pool, _) = pool(1, |_| WorkerConfig::new().with_queue_capacity(64));
+    pool.send_to(0, M::Sleep(Duration::from_millis(40)))
+        .unwrap();
+    thread::sleep(Duration::from_millis(10));
+    for _ in 0..10 {
+        pool.send_to(0, M::Sleep(Duration::from_millis(30)))
+            .unwrap();
+    }
+    // Once the inbox is empty the worker holds the ten in one gathered batch.
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while pool.metrics().workers[0].queued > 0 {
+        assert!(
+            Instant::now() < give_up,
+            "the worker never gathered its inbox"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let report = pool.shutdown_timeout(Duration::from_millis(10)).unwrap();
+    let w = &report.workers[0];
+    assert_eq!(
+        w.outcome,
+        Outcome::Completed,
+        "the worker went on with its gathered batch past the deadline, and the pool gave up on it"
+    );
+    assert!(w.processed < 11 && !w.unprocessed.is_empty(), "{w:?}");
+    assert_eq!(w.accepted(), 11);
+}
+
+#[test]
 fn dropping_the_pool_shuts_down_gracefully() {
     let (pool, probe) = pool(2, |_| WorkerConfig::new());
     pool.send_to(0, M::Add(1, 1)).unwrap();
@@ -527,6 +557,107 @@ fn producer_lanes_keep_order_and_support_ask_and_flush() {
     assert_eq!(pool.ask(&100u64, |r| M::Get(100, r)).unwrap(), 40_000);
     let report = pool.shutdown().unwrap();
     assert_eq!(report.processed(), 80_000 + 2 + 1);
+}
+
+#[test]
+fn a_batching_producer_publishes_full_batches_in_order_and_on_flush() {
+    let (pool, _) = pool(2, |_| WorkerConfig::new().with_queue_capacity(8));
+    assert!(matches!(
+        pool.producer().batching(0),
+        Err(Error::InvalidConfig(_))
+    ));
+    let mut producer = pool.producer().batching(16).unwrap();
+    for _ in 0..3 {
+        producer.send_partitioned(&7u64, M::Add(7, 1)).unwrap();
+    }
+    assert_eq!(producer.pending(), 3);
+    producer.flush().unwrap();
+    assert_eq!(producer.pending(), 0);
+    assert_eq!(
+        pool.ask(&7u64, |r| M::Get(7, r)).unwrap(),
+        3,
+        "flush published"
+    );
+    let handles: Vec<_> = (0..2usize)
+        .map(|c| {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let mut producer = pool.producer().batching(16).unwrap();
+                for i in 0..20_000u64 {
+                    producer
+                        .send_partitioned(&(c as u64), M::Seq(c, i))
+                        .unwrap();
+                    producer.send_partitioned(&100u64, M::Add(100, 1)).unwrap();
+                }
+                // The ask goes behind its worker's batch, so it sees every earlier Seq.
+                assert!(producer.ask(&(c as u64), M::SeqOk).unwrap());
+                producer.flush().unwrap();
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!(pool.ask(&100u64, |r| M::Get(100, r)).unwrap(), 40_000);
+    // Dropping a batching producer publishes what it still holds.
+    let mut producer = pool.producer().batching(100).unwrap();
+    for _ in 0..5 {
+        producer.send_to(1, M::Add(9, 1)).unwrap();
+    }
+    assert_eq!(producer.pending(), 5);
+    drop(producer);
+    let report = pool.shutdown().unwrap();
+    assert_eq!(report.processed(), 3 + 1 + 80_000 + 2 + 1 + 5);
+}
+
+#[test]
+fn a_batching_producer_hands_back_what_it_could_not_publish() {
+    for overflow in [Overflow::Reject, Overflow::DropNewest] {
+        let (pool, _) = pool(1, move |_| {
+            WorkerConfig::new()
+                .with_queue_capacity(4)
+                .with_overflow(overflow)
+        });
+        let mut producer = pool.producer().batching(8).unwrap();
+        // Keep the worker busy so that only the lane's 4 slots take the batch.
+        producer
+            .send_to(0, M::Sleep(Duration::from_millis(100)))
+            .unwrap();
+        producer.publish().unwrap();
+        thread::sleep(Duration::from_millis(20));
+        let mut results = Vec::new();
+        for i in 0..8 {
+            results.push(producer.send_to(0, M::Add(1, i)));
+        }
+        assert!(results[..7].iter().all(Result::is_ok), "{overflow:?}");
+        match (overflow, results.pop().unwrap()) {
+            (Overflow::Reject, Err(SendError::Full(back))) => {
+                let values: Vec<u64> = back
+                    .into_iter()
+                    .map(|m| match m {
+                        M::Add(1, v) => v,
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                assert_eq!(values, [4, 5, 6, 7], "the unpublished tail, in order");
+            }
+            (Overflow::DropNewest, Ok(())) => {}
+            (o, r) => panic!("{o:?}: {r:?}"),
+        }
+        assert_eq!(producer.pending(), 0);
+        let report = pool.shutdown().unwrap();
+        assert_eq!(report.processed(), 1 + 4, "{overflow:?}");
+        let dropped = if overflow == Overflow::DropNewest {
+            4
+        } else {
+            0
+        };
+        assert_eq!(report.dropped(), dropped, "{overflow:?}");
+        // After shutdown, a publish fails and hands the batch back.
+        producer.send_to(0, M::Add(1, 99)).unwrap();
+        match producer.publish() {
+            Err(SendError::Closed(back)) => assert_eq!(back.len(), 1),
+            other => panic!("{overflow:?}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub use slot::{Slot, WorkerMetrics, WorkerState};
 #[doc(hidden)]
 pub mod internal {
     pub use crate::runtime::start;
-    pub use crate::slot::Lane;
+    pub use crate::slot::{Lane, LaneBatch};
 
     use std::sync::Arc;
 

@@ -294,15 +294,33 @@ impl<W: Worker> Runner<W> {
         }
     }
 
+    /// The deadline of the requested stop (`None`: drain everything).
+    fn stop_deadline(&self) -> Option<Instant> {
+        *self
+            .slot
+            .control
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Handles every envelope of `buf` (emptying it), applying the restart policy to panics.
+    /// Stops at `deadline`, or, when `None`, at the deadline of a stop requested meanwhile (a
+    /// timed shutdown must not wait for a whole batch gathered before it).
     fn process(
         &mut self,
         state: &mut Option<W::State>,
         buf: &mut Vec<Envelope<W::Message>>,
-        deadline: Option<Instant>,
+        mut deadline: Option<Instant>,
     ) -> Result<(), Halt<W::Message>> {
+        let mut stopping = deadline.is_some();
         let mut drain = buf.drain(..);
         while let Some(env) = drain.next() {
+            // Acquire pairs with `request_stop`'s Release store (the deadline is written before).
+            if !stopping && self.slot.control.stop.load(Ordering::Acquire) {
+                stopping = true;
+                deadline = self.stop_deadline();
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 let mut rest = vec![env];
                 rest.extend(drain);
@@ -386,12 +404,7 @@ impl<W: Worker> Runner<W> {
         mut buf: Vec<Envelope<W::Message>>,
     ) -> WorkerReport<W::Message> {
         self.slot.stats.set_state(WorkerState::Stopping);
-        let deadline = *self
-            .slot
-            .control
-            .deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let deadline = self.stop_deadline();
         loop {
             self.adopt_lanes();
             self.gather(&mut buf);

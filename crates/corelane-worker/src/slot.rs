@@ -356,11 +356,100 @@ impl<M> Lane<M> {
         result.map_err(|e| e.map(unwrap_msg))
     }
 
+    /// Publishes every message of `batch` (oldest first) by the worker's policy, with one index
+    /// store per run of free slots and one doorbell ring, and empties `batch`.
+    ///
+    /// # Errors
+    /// `Block` with `may_block` waits for room and fails only with [`SendError::Closed`];
+    /// otherwise what does not fit is [`SendError::Full`] (`Block`, `Reject`) or dropped and
+    /// counted (`DropNewest`, `DropOldest`). The error hands back every message not published,
+    /// in order.
+    pub fn send_batch(
+        &self,
+        slot: &Slot<M>,
+        batch: &mut LaneBatch<M>,
+        may_block: bool,
+    ) -> Result<(), SendError<Vec<M>>> {
+        let wait = may_block && matches!(slot.overflow, Overflow::Block);
+        let result = loop {
+            match self.tx.try_send_batch(&mut batch.envs) {
+                Err(_) => break Err(()),
+                // Ring after every run published: the worker may have looked at this lane just
+                // before it and gone to sleep on its doorbell.
+                Ok(n) if n > 0 => slot.doorbell.ring(),
+                Ok(_) => {}
+            }
+            if batch.envs.is_empty() || !wait {
+                break Ok(());
+            }
+            // The lane is full: wait for room by sending the oldest message left on its own
+            // (a blocking send of one), ring, and go on with the rest.
+            let oldest = batch.envs.remove(0);
+            match self.tx.send(oldest) {
+                Ok(()) => slot.doorbell.ring(),
+                Err(e) => {
+                    batch.envs.insert(0, e.0);
+                    break Err(());
+                }
+            }
+        };
+        let envs = &mut batch.envs;
+        match result {
+            Err(()) => Err(SendError::Closed(envs.drain(..).map(unwrap_msg).collect())),
+            Ok(()) if envs.is_empty() => Ok(()),
+            Ok(()) => match slot.overflow {
+                Overflow::DropNewest | Overflow::DropOldest => {
+                    envs.drain(..).for_each(|env| slot.dropped(env));
+                    Ok(())
+                }
+                Overflow::Block | Overflow::Reject => {
+                    Err(SendError::Full(envs.drain(..).map(unwrap_msg).collect()))
+                }
+            },
+        }
+    }
+
     /// Queues a flush marker on this lane.
     pub fn flush_marker(&self, slot: &Slot<M>, done: flume::Sender<()>) {
         match self.tx.send(Envelope::Flush(done)) {
             Ok(()) => slot.doorbell.ring(),
             Err(e) => drop(e.0.into_msg()),
         }
+    }
+}
+
+/// Messages a batching producer holds for one lane until [`Lane::send_batch`] publishes them.
+pub struct LaneBatch<M> {
+    envs: Vec<Envelope<M>>,
+}
+
+impl<M> std::fmt::Debug for LaneBatch<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneBatch")
+            .field("len", &self.envs.len())
+            .finish()
+    }
+}
+
+impl<M> LaneBatch<M> {
+    /// An empty batch with room for `capacity` messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            envs: Vec::with_capacity(capacity),
+        }
+    }
+    /// Appends `msg`; returns how many messages the batch now holds.
+    #[inline]
+    pub fn push(&mut self, msg: M) -> usize {
+        self.envs.push(Envelope::Msg(msg));
+        self.envs.len()
+    }
+    /// How many messages wait in the batch.
+    pub fn len(&self) -> usize {
+        self.envs.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.envs.is_empty()
     }
 }

@@ -52,7 +52,7 @@ pub use corelane_partition as partition;
 pub use corelane_router as router;
 pub use corelane_worker as worker;
 
-pub use corelane_router::{Pool, PoolBuilder, Producer, ShutdownReport};
+pub use corelane_router::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 pub use corelane_worker::{
     AskError, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy,
     SendError, Worker, WorkerConfig,
@@ -70,7 +70,7 @@ pub mod prelude {
         ConsistentHashPartitioner, FnPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
         RangePartitioner, RendezvousPartitioner, RoundRobinPartitioner, StableHashPartitioner,
     };
-    pub use crate::router::{Pool, PoolMetrics, Producer, ShutdownReport};
+    pub use crate::router::{BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport};
     pub use crate::worker::{
         AskError, BoxError, Context, Error, Idle, Outbox, Outcome, Overflow, Placement, Reply,
         RestartPolicy, SendError, Worker, WorkerConfig, WorkerReport,
