@@ -31,8 +31,9 @@ pub trait Flavor: Copy + Send + 'static {
     /// A fresh channel of `capacity`.
     fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx);
     /// Sends `v`, waiting for room as the implementation does. (Every implementation is
-    /// `#[inline]`: the workloads are compiled in the bench crates, and a contender whose
-    /// operations were called across the crate boundary would pay a call per message.)
+    /// `#[inline(always)]`: a contender whose operations stayed a call (across the crate
+    /// boundary, or by the inliner's choice for a larger body) would pay it per message while
+    /// its peers do not.)
     fn send(tx: &mut Self::Tx, v: u64);
     /// Receives a value, or `None` once every sender is gone and the channel is empty.
     fn recv(rx: &mut Self::Rx) -> Option<u64>;
@@ -64,11 +65,11 @@ macro_rules! corelane_flavor {
                     .$build()
                     .expect("a valid capacity")
             }
-            #[inline]
+            #[inline(always)]
             fn send(tx: &mut Self::Tx, v: u64) {
                 tx.send(v).expect("the receiver outlives the run");
             }
-            #[inline]
+            #[inline(always)]
             fn recv(rx: &mut Self::Rx) -> Option<u64> {
                 rx.recv().ok()
             }
@@ -109,11 +110,11 @@ impl Flavor for Spsc {
             .spsc()
             .expect("a valid capacity")
     }
-    #[inline]
+    #[inline(always)]
     fn send(tx: &mut Self::Tx, v: u64) {
         tx.send(v).expect("the receiver outlives the run");
     }
-    #[inline]
+    #[inline(always)]
     fn recv(rx: &mut Self::Rx) -> Option<u64> {
         rx.recv().ok()
     }
@@ -129,14 +130,14 @@ impl Flavor for SpscTryLoop {
     fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
         corelane::channel::spsc::channel(capacity)
     }
-    #[inline]
+    #[inline(always)]
     fn send(tx: &mut Self::Tx, mut v: u64) {
         while let Err(e) = tx.try_send(v) {
             v = e.into_inner();
             std::hint::spin_loop();
         }
     }
-    #[inline]
+    #[inline(always)]
     fn recv(rx: &mut Self::Rx) -> Option<u64> {
         loop {
             match rx.try_recv() {
@@ -158,14 +159,14 @@ impl Flavor for Rtrb {
     fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
         rtrb::RingBuffer::new(capacity)
     }
-    #[inline]
+    #[inline(always)]
     fn send(tx: &mut Self::Tx, mut v: u64) {
         while let Err(rtrb::PushError::Full(back)) = tx.push(v) {
             v = back;
             std::hint::spin_loop();
         }
     }
-    #[inline]
+    #[inline(always)]
     fn recv(rx: &mut Self::Rx) -> Option<u64> {
         loop {
             if let Ok(v) = rx.pop() {
@@ -190,11 +191,11 @@ macro_rules! peer_flavor {
             fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
                 $($path)::+::bounded(capacity)
             }
-            #[inline]
+            #[inline(always)]
             fn send(tx: &mut Self::Tx, v: u64) {
                 tx.send(v).expect("the receiver outlives the run");
             }
-            #[inline]
+            #[inline(always)]
             fn recv(rx: &mut Self::Rx) -> Option<u64> {
                 rx.recv().ok()
             }

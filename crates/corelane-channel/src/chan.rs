@@ -191,7 +191,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// Called after a push of positions `[first, first + n)`. Wakes a sleeping receiver and, if the
     /// last receiver closed meanwhile, takes back those values still queued (in order).
-    #[inline]
+    #[inline(always)]
     fn published(&self, first: usize, n: usize) -> Option<Vec<T>> {
         // The barrier orders our publication before the loads below; pairs with the receivers'
         // `heavy_barrier` in `Signal::park` and with the closer's in `drop_receiver`.
@@ -207,6 +207,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// the rest. Values of that range already drained by the closer are not returned (their send
     /// completed before the close).
     #[cold]
+    #[inline(never)]
     fn reclaim(&self, first: usize, n: usize) -> Vec<T> {
         let mine_at = |pos: usize| pos.wrapping_sub(first) < n;
         let mut stash = self.closed.lock().unwrap_or_else(|e| e.into_inner());
@@ -290,7 +291,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's producer rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn send(&self, value: T) -> Result<(), SendError<T>> {
         // Fast path first: most sends find room, and need none of the waiting machinery.
         // SAFETY: forwarded from the caller.
@@ -411,7 +412,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// # Safety
     /// The caller honors the ring's consumer rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn recv(&self) -> Result<T, RecvError> {
         // Fast path first, as in `send`.
         // SAFETY: forwarded from the caller.

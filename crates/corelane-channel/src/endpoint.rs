@@ -48,7 +48,7 @@ macro_rules! sender_api {
         /// [`TrySendError::Full`](crate::TrySendError::Full) when the channel is full,
         /// [`TrySendError::Disconnected`](crate::TrySendError::Disconnected) when every receiver is
         /// gone; both hand `value` back.
-        #[inline]
+        #[inline(always)]
         pub fn try_send(&self, value: T) -> Result<(), $crate::TrySendError<T>> {
             // SAFETY: this endpoint upholds the ring's producer rule (module docs).
             unsafe { self.chan.try_send(value) }
@@ -59,7 +59,7 @@ macro_rules! sender_api {
         /// # Errors
         /// [`SendError`](crate::SendError) with `value` when every receiver is gone, including
         /// when the last one drops while this call waits.
-        #[inline]
+        #[inline(always)]
         pub fn send(&self, value: T) -> Result<(), $crate::SendError<T>> {
             // SAFETY: this endpoint upholds the ring's producer rule (module docs).
             unsafe { self.chan.send(value) }
@@ -122,7 +122,7 @@ macro_rules! receiver_api {
         /// [`TryRecvError::Empty`](crate::TryRecvError::Empty) when nothing is queued,
         /// [`TryRecvError::Disconnected`](crate::TryRecvError::Disconnected) when nothing is
         /// queued and every sender is gone.
-        #[inline]
+        #[inline(always)]
         pub fn try_recv(&self) -> Result<T, $crate::TryRecvError> {
             // SAFETY: this endpoint upholds the ring's consumer rule (module docs).
             unsafe { self.chan.try_recv() }
@@ -133,7 +133,7 @@ macro_rules! receiver_api {
         ///
         /// # Errors
         /// [`RecvError`](crate::RecvError) once the channel is empty and every sender is gone.
-        #[inline]
+        #[inline(always)]
         pub fn recv(&self) -> Result<T, $crate::RecvError> {
             // SAFETY: this endpoint upholds the ring's consumer rule (module docs).
             unsafe { self.chan.recv() }
