@@ -40,6 +40,7 @@ impl<W: Worker, P> Producer<W, P> {
         }
     }
 
+    #[inline]
     fn lane_send(
         &self,
         worker: usize,
@@ -173,6 +174,7 @@ impl<W: Worker, P> std::fmt::Debug for BatchingProducer<W, P> {
 
 impl<W: Worker, P> BatchingProducer<W, P> {
     /// Appends `msg` to worker `worker`'s batch and publishes the batch once it is full.
+    #[inline]
     fn push(
         &mut self,
         worker: usize,
@@ -188,7 +190,8 @@ impl<W: Worker, P> BatchingProducer<W, P> {
         self.publish_one(worker, may_block)
     }
 
-    /// Publishes worker `worker`'s batch.
+    /// Publishes worker `worker`'s batch (out of line: once per batch).
+    #[inline(never)]
     fn publish_one(
         &mut self,
         worker: usize,
