@@ -18,7 +18,11 @@ pub(crate) use std::sync::{
 };
 
 /// `UnsafeCell` with loom's closure API, so loom can track every access to a slot.
+///
+/// Outside loom it is `repr(transparent)`: a slice of them has the layout of a slice of `T`,
+/// which the SPSC ring's batch copies rely on.
 #[derive(Debug)]
+#[cfg_attr(not(corelane_loom), repr(transparent))]
 pub(crate) struct UnsafeCell<T>(
     #[cfg(corelane_loom)] loom::cell::UnsafeCell<T>,
     #[cfg(not(corelane_loom))] core::cell::UnsafeCell<T>,

@@ -61,7 +61,7 @@ macro_rules! flavor_suite {
         use std::thread;
         use std::time::{Duration, Instant};
 
-        use common::{Ledger, STRATEGIES};
+        use common::{Ledger, Tracked, STRATEGIES};
         use corelane_channel::*;
 
         fn chan<T: Send + 'static>(
@@ -274,6 +274,54 @@ macro_rules! flavor_suite {
             let mut more = vec![9, 10];
             assert_eq!(tx.send_batch(&mut more), Err(SendError(())));
             assert_eq!(more, [9, 10], "a failed batch keeps every message");
+        }
+
+        #[test]
+        fn batches_across_the_wrap_move_each_value_once() {
+            // Owned values in partial batches that wrap around the ring's end many times: each
+            // arrives once, in order, and is dropped once (by the receiver, the unsent rest of a
+            // batch, or the channel's drop).
+            let ledger = Ledger::new(200);
+            let (tx, rx) = chan::<Tracked>(8, WaitStrategy::default());
+            let mut next = 0;
+            let mut expect = 0;
+            let mut out = Vec::new();
+            for round in 0..40 {
+                let mut items: Vec<Tracked> = (next..(next + 1 + round % 7).min(190))
+                    .map(|id| ledger.make(id))
+                    .collect();
+                let offered = items.len();
+                let sent = tx.try_send_batch(&mut items).unwrap();
+                assert_eq!(items.len(), offered - sent, "the rest stays in the batch");
+                assert!(items
+                    .iter()
+                    .enumerate()
+                    .all(|(i, t)| t.id == next + sent + i));
+                next += sent;
+                drop(items); // the unsent rest is the caller's to drop
+                next += offered - sent;
+                out.clear();
+                let _ = rx.try_recv_batch(&mut out, 1 + round % 5);
+                for t in out.drain(..) {
+                    while ledger.drops(expect) == 1 {
+                        expect += 1; // skip ids that were dropped unsent
+                    }
+                    assert_eq!(t.id, expect, "in order");
+                    expect += 1;
+                }
+            }
+            let left = tx.try_send_batch(&mut vec![ledger.make(190), ledger.make(191)]);
+            assert!(left.is_ok());
+            drop((tx, rx));
+            assert!(next > 100, "the rounds made {next} values");
+            for id in (0..next).chain([190, 191]) {
+                assert_eq!(
+                    ledger.drops(id),
+                    1,
+                    "value {id} dropped a wrong number of times"
+                );
+            }
+            assert_eq!(ledger.total(), next + 2, "no value made was dropped twice");
         }
 
         #[test]
