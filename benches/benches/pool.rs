@@ -193,6 +193,20 @@ impl HandRolled {
     }
 }
 
+/// The handler's own speed: one thread applying the run's updates to `tables` tables (split by
+/// the hand-rolled pool's hash when two), with no transport at all.
+fn handler_alone(keys: &[u64], tables: usize) -> f64 {
+    let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    let mut t: Vec<Table> = (0..tables).map(|_| Table::new(false)).collect();
+    let start = Instant::now();
+    for &k in keys {
+        t[(hasher.hash_one(k) % tables as u64) as usize].add(k);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::hint::black_box(&t);
+    keys.len() as f64 / secs
+}
+
 fn hand_rolled_counter(keys: &[u64], light: bool) -> f64 {
     let pool = HandRolled::of(WORKERS, light);
     let start = Instant::now();
@@ -345,6 +359,16 @@ fn counter() {
                 median(rates.clone()) / 1e6,
                 median(ratios)
             );
+        }
+        if !light {
+            // What the handler alone allows: no pool can beat two workers' handlers.
+            for (tables, what) in [(1, "one table"), (2, "two tables, split by hash")] {
+                let rates = (0..ROUNDS).map(|_| handler_alone(&keys, tables)).collect();
+                println!(
+                    "| (no transport) one thread applying the run's updates, {what} | {:.2} | |",
+                    median(rates) / 1e6
+                );
+            }
         }
     }
 }
