@@ -117,6 +117,32 @@ impl<W: Worker, P> Producer<W, P> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] if `batch` is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use corelane_router::Pool;
+    /// use corelane_worker::{BoxError, Context, Worker};
+    ///
+    /// struct Sum;
+    /// impl Worker for Sum {
+    ///     type Message = u64;
+    ///     type State = u64;
+    ///     fn init(&mut self, _: &mut Context<'_, Self>) -> Result<u64, BoxError> { Ok(0) }
+    ///     fn handle(&mut self, sum: &mut u64, v: u64, _: &mut Context<'_, Self>) { *sum += v }
+    /// }
+    ///
+    /// let pool = Pool::builder().workers(2).spawn(|_| Sum)?;
+    /// let mut producer = pool.producer().batching(64)?;
+    /// for v in 0..1000u64 {
+    ///     producer.send_partitioned(&v, v).map_err(|e| e.to_string())?;
+    /// }
+    /// assert!(producer.pending() > 0); // the last partial batches wait for a publish
+    /// producer.flush().map_err(|e| e.to_string())?; // publishes them, waits until handled
+    /// assert_eq!(producer.pending(), 0);
+    /// drop(producer);
+    /// assert_eq!(pool.shutdown()?.processed(), 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn batching(self, batch: usize) -> Result<BatchingProducer<W, P>, Error> {
         if batch == 0 {
             return Err(Error::InvalidConfig(
