@@ -51,6 +51,20 @@ pub trait SharedRx: Flavor {
     fn clone_rx(rx: &Self::Rx) -> Self::Rx;
 }
 
+/// `send` and `recv` of a [`Flavor`] whose ends have blocking `send(v)` and `recv()` methods.
+macro_rules! blocking_ops {
+    () => {
+        #[inline(always)]
+        fn send(tx: &mut Self::Tx, v: u64) {
+            tx.send(v).expect("the receiver outlives the run");
+        }
+        #[inline(always)]
+        fn recv(rx: &mut Self::Rx) -> Option<u64> {
+            rx.recv().ok()
+        }
+    };
+}
+
 macro_rules! corelane_flavor {
     ($(#[$doc:meta])* $name:ident, $module:ident, $build:ident) => {
         $(#[$doc])*
@@ -65,14 +79,7 @@ macro_rules! corelane_flavor {
                     .$build()
                     .expect("a valid capacity")
             }
-            #[inline(always)]
-            fn send(tx: &mut Self::Tx, v: u64) {
-                tx.send(v).expect("the receiver outlives the run");
-            }
-            #[inline(always)]
-            fn recv(rx: &mut Self::Rx) -> Option<u64> {
-                rx.recv().ok()
-            }
+            blocking_ops!();
         }
         impl SharedTx for $name {
             fn clone_tx(tx: &Self::Tx) -> Self::Tx {
@@ -191,14 +198,7 @@ macro_rules! peer_flavor {
             fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
                 $($path)::+::bounded(capacity)
             }
-            #[inline(always)]
-            fn send(tx: &mut Self::Tx, v: u64) {
-                tx.send(v).expect("the receiver outlives the run");
-            }
-            #[inline(always)]
-            fn recv(rx: &mut Self::Rx) -> Option<u64> {
-                rx.recv().ok()
-            }
+            blocking_ops!();
         }
         impl SharedTx for $name {
             fn clone_tx(tx: &Self::Tx) -> Self::Tx {

@@ -534,26 +534,36 @@ fn broadcast_reaches_every_worker() {
     ));
 }
 
+/// Two threads, each with its own producer made by `$make`, send 20k numbered messages to their
+/// own key and 20k adds to key 100, then ask their key's worker whether the numbers came in
+/// order, and flush.
+macro_rules! two_ordered_producers {
+    ($pool:expr, |$p:ident| $make:expr) => {
+        let handles: Vec<_> = (0..2usize)
+            .map(|c| {
+                let $p = $pool.clone();
+                thread::spawn(move || {
+                    #[allow(unused_mut)] // a batching producer needs `mut`, a plain one not
+                    let mut producer = $make;
+                    for i in 0..20_000u64 {
+                        producer
+                            .send_partitioned(&(c as u64), M::Seq(c, i))
+                            .unwrap();
+                        producer.send_partitioned(&100u64, M::Add(100, 1)).unwrap();
+                    }
+                    assert!(producer.ask(&(c as u64), M::SeqOk).unwrap());
+                    producer.flush().unwrap();
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+    };
+}
+
 #[test]
 fn producer_lanes_keep_order_and_support_ask_and_flush() {
     let (pool, _) = pool(2, |_| WorkerConfig::new().with_queue_capacity(8));
-    let handles: Vec<_> = (0..2usize)
-        .map(|c| {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                let producer = pool.producer();
-                for i in 0..20_000u64 {
-                    producer
-                        .send_partitioned(&(c as u64), M::Seq(c, i))
-                        .unwrap();
-                    producer.send_partitioned(&100u64, M::Add(100, 1)).unwrap();
-                }
-                assert!(producer.ask(&(c as u64), M::SeqOk).unwrap());
-                producer.flush().unwrap();
-            })
-        })
-        .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
+    two_ordered_producers!(pool, |pool| pool.producer());
     assert_eq!(pool.ask(&100u64, |r| M::Get(100, r)).unwrap(), 40_000);
     let report = pool.shutdown().unwrap();
     assert_eq!(report.processed(), 80_000 + 2 + 1);
@@ -578,24 +588,8 @@ fn a_batching_producer_publishes_full_batches_in_order_and_on_flush() {
         3,
         "flush published"
     );
-    let handles: Vec<_> = (0..2usize)
-        .map(|c| {
-            let pool = pool.clone();
-            thread::spawn(move || {
-                let mut producer = pool.producer().batching(16).unwrap();
-                for i in 0..20_000u64 {
-                    producer
-                        .send_partitioned(&(c as u64), M::Seq(c, i))
-                        .unwrap();
-                    producer.send_partitioned(&100u64, M::Add(100, 1)).unwrap();
-                }
-                // The ask goes behind its worker's batch, so it sees every earlier Seq.
-                assert!(producer.ask(&(c as u64), M::SeqOk).unwrap());
-                producer.flush().unwrap();
-            })
-        })
-        .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
+    // The ask goes behind its worker's batch, so it sees every earlier Seq.
+    two_ordered_producers!(pool, |pool| pool.producer().batching(16).unwrap());
     assert_eq!(pool.ask(&100u64, |r| M::Get(100, r)).unwrap(), 40_000);
     // Dropping a batching producer publishes what it still holds.
     let mut producer = pool.producer().batching(100).unwrap();
