@@ -117,14 +117,7 @@ impl Flavor for Spsc {
             .spsc()
             .expect("a valid capacity")
     }
-    #[inline(always)]
-    fn send(tx: &mut Self::Tx, v: u64) {
-        tx.send(v).expect("the receiver outlives the run");
-    }
-    #[inline(always)]
-    fn recv(rx: &mut Self::Rx) -> Option<u64> {
-        rx.recv().ok()
-    }
+    blocking_ops!();
 }
 
 /// corelane's SPSC channel driven by `try_send` / `try_recv` spin loops (as the rtrb contender).
