@@ -357,7 +357,8 @@ impl<M> Lane<M> {
     }
 
     /// Publishes every message of `batch` (oldest first) by the worker's policy, with one index
-    /// store per run of free slots and one doorbell ring, and empties `batch`.
+    /// store and one doorbell ring per run of free slots (one of each when the lane has room for
+    /// the lot), and empties `batch`.
     ///
     /// # Errors
     /// `Block` with `may_block` waits for room and fails only with [`SendError::Closed`];
