@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use crate::sync::{heavy_barrier, light_barrier, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::wait::{block_on, Signal, WaitStrategy};
 
 /// A bounded ring buffer. Methods marked `unsafe` carry the flavor's access rule: a
@@ -68,8 +68,9 @@ struct Ends {
     /// Set (Release) by the last sender's drop; read (Acquire) by a receiver that found the ring
     /// empty, so every value pushed before the drop is visible to its next pop.
     tx_closed: AtomicBool,
-    /// Set by the last receiver's drop before its drain; read by senders before a push and again
-    /// after it (behind `light_barrier`, paired with the closer's `heavy_barrier`).
+    /// Set by the last receiver's drop (or `close_all`) before its drain, together with
+    /// `not_empty`'s sticky flag; read by senders before a push. After a push, a sender learns of
+    /// the close from that flag instead (see [`Chan::published`]).
     rx_closed: AtomicBool,
 }
 
@@ -92,7 +93,6 @@ pub(crate) struct Chan<T, R> {
 
 impl<T, R: Ring<T>> Chan<T, R> {
     pub(crate) fn new(capacity: usize, wait: WaitStrategy) -> Self {
-        crate::sync::init_barriers();
         Self {
             ring: R::with_capacity(capacity),
             wait,
@@ -150,6 +150,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         // lock of `seal` are not needed. This is the common case of a one-shot reply channel.
         if self.ends.senders.load(Ordering::Acquire) == 0 {
             self.ends.rx_closed.store(true, Ordering::Relaxed);
+            self.not_empty.stick();
             // SAFETY: no receiver and no sender is left; this thread is the only one touching the
             // ring.
             unsafe { self.ring.drain(&mut |_, v| sink(v)) };
@@ -181,8 +182,9 @@ impl<T, R: Ring<T>> Chan<T, R> {
             return;
         }
         self.ends.rx_closed.store(true, Ordering::Relaxed);
-        // Pairs with the senders' `light_barrier` after their push (see `published`).
-        heavy_barrier();
+        // Its barrier pairs with the senders' `light_barrier` after their push (see `published`):
+        // a sender either sees the flag after its push, or this drain sees its value.
+        self.not_empty.stick();
         // SAFETY: the close lock is held; the consumer rule is forwarded from the caller.
         unsafe { self.ring.drain(&mut |_, v| sink(v)) };
         drop(guard);
@@ -193,11 +195,10 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// last receiver closed meanwhile, takes back those values still queued (in order).
     #[inline(always)]
     fn published(&self, first: usize, n: usize) -> Option<Vec<T>> {
-        // The barrier orders our publication before the loads below; pairs with the receivers'
-        // `heavy_barrier` in `Signal::park` and with the closer's in `drop_receiver`.
-        light_barrier();
-        self.not_empty.notify_after_barrier();
-        if self.ends.rx_closed.load(Ordering::Relaxed) {
+        // One load of `not_empty`'s state after our publication answers both questions: is a
+        // receiver asleep (then it is woken), and has the last receiver closed the channel (its
+        // seal sticks the signal before draining: then the values may be ours to take back).
+        if self.not_empty.notify() {
             return Some(self.reclaim(first, n));
         }
         None

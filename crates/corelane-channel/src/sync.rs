@@ -73,23 +73,31 @@ pub(crate) fn yield_now() {
 }
 
 /// The cheap half of the asymmetric fence pair, run by a side after it publishes (a send after its
-/// tail store, a receive after its head store) and before it reads the peer's sleeper count.
+/// tail store, a receive after its head store) and before it reads the peer's sleeper state: a
+/// compiler fence, so the load stays after the publication in program order.
 ///
-/// Paired with [`heavy_barrier`], run by a side that has raised a sleeper count and is about to
-/// re-check the channel before parking. Together they give the StoreLoad ordering of two SeqCst
-/// fences (Dekker): either the publisher sees the sleeper and wakes it, or the sleeper sees the
-/// publication and does not park. On Linux the heavy side is `membarrier(PRIVATE_EXPEDITED)`, which
-/// runs a full barrier on every running thread of the process, so the light side is a compiler
-/// fence only and the hot path pays no `mfence`. Elsewhere, or when the kernel refuses
-/// registration, both sides are `fence(SeqCst)`.
+/// Paired with [`heavy_barrier`], run by a side that has raised a sleeper count (or a signal's
+/// sticky flag) and is about to re-check the channel. Together they give the StoreLoad ordering
+/// of two SeqCst fences (Dekker): either the publisher sees the sleeper and wakes it, or the
+/// sleeper sees the publication and does not park. On Linux the heavy side is
+/// `membarrier(PRIVATE_EXPEDITED)`, which runs a full barrier on every running thread of the
+/// process, so this side needs no `mfence`. Where that is not available
+/// ([`asymmetric_barriers`] is false) the compiler fence is not enough on its own: the publisher
+/// must run `fence(SeqCst)` and load again before trusting what it read. A
+/// [`Signal`](crate::wait::Signal) records which case holds in its state word, so its hot path
+/// tests one word either way.
 #[inline(always)]
 pub(crate) fn light_barrier() {
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Whether [`light_barrier`] alone pairs with [`heavy_barrier`] (membarrier is in use). Decided
+/// by [`init_barriers`], which must have run first. Always false under loom.
+pub(crate) fn asymmetric_barriers() -> bool {
     #[cfg(all(target_os = "linux", not(corelane_loom)))]
-    if membarrier::expedited() {
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        return;
-    }
-    fence(Ordering::SeqCst);
+    return membarrier::expedited();
+    #[cfg(not(all(target_os = "linux", not(corelane_loom))))]
+    false
 }
 
 /// The expensive half of the asymmetric fence pair; see [`light_barrier`].

@@ -1,11 +1,19 @@
 //! Wait strategies and the sleeper signal every blocking operation parks on.
 //!
 //! # Wake-up protocol
-//! A [`Signal`] has a sleeper count, an epoch under a mutex, and a condvar. A thread that wants to
-//! park takes the mutex, raises the count, runs [`heavy_barrier`], re-checks its condition and only then waits.
-//! A thread that changed the channel (pushed or popped) runs [`light_barrier`] and reads the count;
-//! only when it is non-zero does it take the mutex, zero the count, bump the epoch and notify. So when nobody sleeps, the hot path
-//! costs one compiler fence and one load of a read-mostly cache line, and never a lock.
+//! A [`Signal`] has a state word (a sleeper count and two flags), an epoch under a mutex, and a
+//! condvar. A thread that wants to park takes the mutex, raises the count, runs [`heavy_barrier`],
+//! re-checks its condition and only then waits. A thread that changed the channel (pushed or
+//! popped) runs [`light_barrier`] and reads the word; only when it is non-zero does it go to the
+//! slow path, which takes the mutex, zeroes the count, bumps the epoch and notifies if the count
+//! is non-zero. So when nobody sleeps, the hot path costs one compiler fence and one load of a
+//! read-mostly cache line, and never a lock.
+//!
+//! The flags make that one load answer every question the hot path has: [`FENCED`] (set for good
+//! where [`light_barrier`] alone does not pair with [`heavy_barrier`]) sends every publisher to the
+//! slow path, which runs `fence(SeqCst)` and reads the word again; [`STICKY`] (set for good by
+//! [`Signal::stick`], when a channel's last receiver is gone) tells a sender that its value may
+//! have to be taken back, without a second load of a closed flag per send.
 //!
 //! A task can wait too ([`Doorbell::ready`]): it registers its `Waker` under the same mutex and is
 //! counted in the same sleeper count, so a notify that finds sleepers wakes it as well.
@@ -16,8 +24,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::{
-    heavy_barrier, light_barrier, spin_hint, yield_now, AtomicU32, AtomicUsize, Condvar, Mutex,
-    MutexGuard, Ordering,
+    asymmetric_barriers, fence, heavy_barrier, init_barriers, light_barrier, spin_hint, yield_now,
+    AtomicU32, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
 };
 
 /// How a blocked sender or receiver waits for its channel to change.
@@ -68,13 +76,16 @@ const TIGHT_ATTEMPTS: u32 = 32;
 const MAX_PACE: u32 = if cfg!(corelane_loom) { 1 } else { 256 };
 
 /// Where threads blocked in one direction of a channel sleep.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Signal {
-    /// Threads parked (or about to park) that no notify has reached yet. Raised by a sleeper under
-    /// `epoch`'s lock; reset to 0 by a notifier under the same lock; read without the lock by
-    /// notifiers after [`light_barrier`]. Resetting it means one notify per park, not one per
-    /// message while the woken thread is still being scheduled.
-    sleepers: AtomicUsize,
+    /// In the bits of [`COUNT`]: threads parked (or about to park) that no notify has reached
+    /// yet. Raised by a sleeper under `parked`'s lock; reset to 0 by a notifier under the same
+    /// lock (an RMW that keeps the flags); read without the lock by notifiers after
+    /// [`light_barrier`]. Resetting it means one notify per park, not one per message while the
+    /// woken thread is still being scheduled. Plus the flags [`FENCED`] (set at construction)
+    /// and [`STICKY`] (set by [`Signal::stick`], by an RMW outside the lock); neither is ever
+    /// cleared.
+    state: AtomicUsize,
     /// Pauses a waiter spends before its first re-try: doubled (up to [`MAX_PACE`]) each time
     /// that first re-try succeeds while little was waiting, halved when more than half the ring
     /// was ([`Signal::paced`]), reset to 1 when the re-try fails. Streaming, where the peer
@@ -94,43 +105,95 @@ pub(crate) struct Signal {
     cond: Condvar,
 }
 
+/// [`Signal::state`] flag: this process has no asymmetric barriers, so a notifier must run
+/// `fence(SeqCst)` and read the state again before trusting it. Set at construction, never
+/// cleared (so every notify takes the slow path, as the fence requires).
+const FENCED: usize = 1 << (usize::BITS - 1);
+/// [`Signal::state`] flag set by [`Signal::stick`]; [`Signal::notify`] reports it.
+const STICKY: usize = 1 << (usize::BITS - 2);
+/// The bits of [`Signal::state`] that count sleepers.
+const COUNT: usize = STICKY - 1;
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What a [`Signal`]'s mutex guards.
 #[derive(Debug, Default)]
 struct Parked {
     /// Bumped by every notify that found sleepers; a sleeper whose epoch did not move when it
-    /// returns (timeout, spurious wake-up, ready at once) takes itself off `sleepers`.
+    /// returns (timeout, spurious wake-up, ready at once) takes itself off the count.
     epoch: u64,
     /// The task waiting through [`Doorbell::ready`], if any. `Some` exactly while that task is
-    /// counted in `sleepers`: registering raises the count, and a notify (which zeroes it) or a
+    /// counted in the state's count: registering raises it, and a notify (which zeroes it) or a
     /// cancellation takes the waker out.
     waker: Option<Waker>,
 }
 
 impl Signal {
-    /// Wakes every sleeper if there is one. Call after the change the sleepers wait for is
-    /// published (its Release store is the one `light_barrier` orders before the count load).
-    #[inline]
-    pub(crate) fn notify(&self) {
-        light_barrier();
-        self.notify_after_barrier();
+    /// A signal nobody waits on; decides the process's fence pair first if nothing has yet.
+    pub(crate) fn new() -> Self {
+        init_barriers();
+        let flags = if asymmetric_barriers() { 0 } else { FENCED };
+        Self {
+            state: AtomicUsize::new(flags),
+            pace: AtomicU32::new(0),
+            budget_us: AtomicU32::new(0),
+            parked: Mutex::default(),
+            cond: Condvar::default(),
+        }
     }
 
-    /// [`Signal::notify`] for a caller that has just run [`light_barrier`] itself.
-    #[inline]
-    pub(crate) fn notify_after_barrier(&self) {
-        // Under loom the SeqCst fence pair is not modeled faithfully, so the model always takes the
-        // lock; the skip below is then verified by the Dekker argument in the module docs.
-        if cfg!(corelane_loom) || self.sleepers.load(Ordering::Relaxed) != 0 {
+    /// Wakes every sleeper if there is one, and returns whether the signal is stuck
+    /// ([`Signal::stick`]). Call after the change the sleepers wait for is published (its store
+    /// is the one [`light_barrier`] orders before the state load).
+    #[inline(always)]
+    pub(crate) fn notify(&self) -> bool {
+        light_barrier();
+        // Pairs with the `heavy_barrier` of `park`, `poll_park` and the sticker: either they see
+        // our publication, or we see their count or flag here.
+        if self.state.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.notify_slow()
+    }
+
+    /// The part of [`Signal::notify`] for a non-zero state.
+    #[cold]
+    #[inline(never)]
+    fn notify_slow(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        if state & FENCED != 0 {
+            // No asymmetric barriers: the load above may have run before our publication was
+            // visible. This fence pairs with the sleeper's (then also a SeqCst fence).
+            fence(Ordering::SeqCst);
+            state = self.state.load(Ordering::Relaxed);
+        }
+        // Under loom the SeqCst fence pair is not modeled faithfully, so the model always takes
+        // the lock; the skip is then verified by the Dekker argument in the module docs.
+        if cfg!(corelane_loom) || state & COUNT != 0 {
             self.notify_all();
         }
+        state & STICKY != 0
+    }
+
+    /// Sets the sticky flag for good: every later [`Signal::notify`] reports it, and so does any
+    /// notify whose state load this call's `heavy_barrier` orders after it. Does not wake anyone.
+    pub(crate) fn stick(&self) {
+        self.state.fetch_or(STICKY, Ordering::Relaxed);
+        // Pairs with the notifiers' `light_barrier` (and their fence, when FENCED).
+        heavy_barrier();
     }
 
     /// Wakes every sleeper (also used unconditionally on disconnection).
     #[cold]
     pub(crate) fn notify_all(&self) {
         let mut parked = lock(&self.parked);
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.sleepers.store(0, Ordering::Relaxed);
+        if self.state.load(Ordering::Relaxed) & COUNT != 0 {
+            // An RMW, not a store: `stick` may set its flag meanwhile, outside the lock.
+            self.state.fetch_and(!COUNT, Ordering::Relaxed);
             parked.epoch = parked.epoch.wrapping_add(1);
             self.cond.notify_all();
             let task = parked.waker.take();
@@ -152,7 +215,7 @@ impl Signal {
             Some(task) => task.clone_from(cx.waker()),
             None => {
                 parked.waker = Some(cx.waker().clone());
-                self.sleepers.fetch_add(1, Ordering::Relaxed);
+                self.state.fetch_add(1, Ordering::Relaxed);
                 // Pairs with the notifier's `light_barrier`, as in `park`.
                 heavy_barrier();
             }
@@ -172,7 +235,7 @@ impl Signal {
     /// Takes the registered task, if a notify has not already, off the sleepers (under the lock).
     fn unregister(&self, parked: &mut Parked) {
         if parked.waker.take().is_some() {
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            self.state.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -241,7 +304,7 @@ impl Signal {
     fn park(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) {
         let mut parked = lock(&self.parked);
         let parked_at = parked.epoch;
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        self.state.fetch_add(1, Ordering::Relaxed);
         // Pairs with the notifier's `light_barrier`: either the notifier now sees our count, or we
         // now see its publication in `ready()`.
         heavy_barrier();
@@ -260,7 +323,7 @@ impl Signal {
         }
         if parked.epoch == parked_at {
             // No notify counted us out; do it ourselves.
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            self.state.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -414,7 +477,6 @@ pub struct Doorbell {
 impl Doorbell {
     /// A doorbell nobody waits on yet.
     pub fn new() -> Self {
-        crate::sync::init_barriers();
         Self::default()
     }
 
