@@ -7,7 +7,9 @@
 //! A publish is one Release store; nothing is ever compare-and-swapped. Each side's private
 //! copies (its own index and its cache of the peer's) sit on a third and fourth line that the
 //! peer never touches, so the hot path never reads a line the peer is polling (rtrb keeps them
-//! in its endpoints for the same reason).
+//! in its endpoints for the same reason). The consumer prefetches the slot lines it will read
+//! next once they are published (x86_64), so the transfer of a line from the producer's cache
+//! overlaps the receives before it.
 //!
 //! The endpoints encode the topology: [`Producer`] and [`Consumer`] are `Send` but neither `Sync`
 //! nor `Clone`, so at most one thread pushes and one pops at any time:
@@ -229,6 +231,32 @@ impl<T> SpscRing<T> {
         tail.wrapping_sub(head)
     }
 
+    /// Consumer: asks the cache for the slots two cache lines past `head`, once per line, when
+    /// the producer has published them (`ready` says how many are). The producer wrote those
+    /// lines moments ago, so they sit in its core's cache: without the hint every eighth `u64`
+    /// receive stalls on that transfer; with it the transfer overlaps the receives before it.
+    /// Published slots are not written again until the consumer frees them, so the hint never
+    /// pulls a line the producer is still writing.
+    #[inline(always)]
+    fn prefetch_ahead(&self, head: usize, ready: usize) {
+        #[cfg(all(target_arch = "x86_64", not(corelane_loom)))]
+        {
+            let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+            let ahead = 2 * per_line;
+            let next = head.wrapping_add(ahead);
+            if ready > ahead && next % per_line == 0 {
+                let line = self.slot(next) as *const UnsafeCell<MaybeUninit<T>> as *const i8;
+                // SAFETY: a prefetch only hints the cache: it never faults and changes no state
+                // (and `line` points into the slot array).
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line)
+                };
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(corelane_loom))))]
+        let _ = (head, ready);
+    }
+
     /// Makes the slots before `tail` visible to the consumer.
     ///
     /// # Safety
@@ -308,9 +336,11 @@ impl<T> Ring<T> for SpscRing<T> {
         // SAFETY: only the consumer touches its local line (consumer rule).
         let head = self.consumer.head.with(|p| unsafe { *p });
         // SAFETY: forwarded consumer rule.
-        if unsafe { self.ready_slots(head, 1) } == 0 {
+        let ready = unsafe { self.ready_slots(head, 1) };
+        if ready == 0 {
             return None;
         }
+        self.prefetch_ahead(head, ready);
         // SAFETY: the slot at `head` holds a value published by the producer (ready_slots > 0);
         // we move it out and then release the slot.
         let value = self.slot(head).with(|p| unsafe { (*p).assume_init_read() });

@@ -19,6 +19,8 @@
 //! counted in the same sleeper count, so a notify that finds sleepers wakes it as well.
 
 use std::future::Future;
+
+use crossbeam_utils::CachePadded;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -86,20 +88,9 @@ pub(crate) struct Signal {
     /// and [`STICKY`] (set by [`Signal::stick`], by an RMW outside the lock); neither is ever
     /// cleared.
     state: AtomicUsize,
-    /// Pauses a waiter spends before its first re-try: doubled (up to [`MAX_PACE`]) each time
-    /// that first re-try succeeds while little was waiting, halved when more than half the ring
-    /// was ([`Signal::paced`]), reset to 1 when the re-try fails. Streaming, where the peer
-    /// publishes again within nanoseconds, drives it up: the waiter then stays off the cache
-    /// lines the peer is writing and comes back to a batch, instead of pulling every message
-    /// across on its own (the near-empty/near-full lockstep of Lamport rings). Request/response
-    /// waits are longer than one pause and keep it at 1, so latency is unchanged. Read and written
-    /// only by waiters, on their slow path, and stored only when it changes: this line is also
-    /// read by every notifier. A hint: racing waiters may lose an update, which is harmless.
-    pace: AtomicU32,
-    /// The learned spin budget in microseconds (0 until the first park: [`SPIN_BUDGET`]); see
-    /// [`SPIN_BUDGET`]. Written only by waiters after a park, and only when it changes; a hint
-    /// like `pace`.
-    budget_us: AtomicU32,
+    /// The waiters' learned pacing, on a line of its own: waiters store to it while they stream,
+    /// and the notifiers' hot-path load of `state` must not miss on their account.
+    hints: CachePadded<Hints>,
     /// The epoch and the registered task; see [`Parked`].
     parked: Mutex<Parked>,
     cond: Condvar,
@@ -118,6 +109,25 @@ impl Default for Signal {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A waiter's learned pacing ([`Signal::paced`], [`Signal::budget`]); read and written only by
+/// the threads that wait on the signal, on their slow path.
+#[derive(Debug)]
+struct Hints {
+    /// Pauses a waiter spends before its first re-try: doubled (up to [`MAX_PACE`]) each time
+    /// that first re-try succeeds while little was waiting, halved when more than half the ring
+    /// was ([`Signal::paced`]), reset to 1 when the re-try fails. Streaming, where the peer
+    /// publishes again within nanoseconds, drives it up: the waiter then stays off the cache
+    /// lines the peer is writing and comes back to a batch, instead of pulling every message
+    /// across on its own (the near-empty/near-full lockstep of Lamport rings). Request/response
+    /// waits are longer than one pause and keep it at 1, so latency is unchanged. Read and written
+    /// only by waiters, on their slow path, and stored only when it changes. A hint: racing waiters may lose an update, which is harmless.
+    pace: AtomicU32,
+    /// The learned spin budget in microseconds (0 until the first park: [`SPIN_BUDGET`]); see
+    /// [`SPIN_BUDGET`]. Written only by waiters after a park, and only when it changes; a hint
+    /// like `pace`.
+    budget_us: AtomicU32,
 }
 
 /// What a [`Signal`]'s mutex guards.
@@ -139,8 +149,10 @@ impl Signal {
         let flags = if asymmetric_barriers() { 0 } else { FENCED };
         Self {
             state: AtomicUsize::new(flags),
-            pace: AtomicU32::new(0),
-            budget_us: AtomicU32::new(0),
+            hints: CachePadded::new(Hints {
+                pace: AtomicU32::new(0),
+                budget_us: AtomicU32::new(0),
+            }),
             parked: Mutex::default(),
             cond: Condvar::default(),
         }
@@ -253,7 +265,7 @@ impl Signal {
         attempt: &mut impl FnMut() -> Option<R>,
         backlog: &dyn Fn() -> Option<(usize, usize)>,
     ) -> Option<R> {
-        let pace = self.pace.load(Ordering::Relaxed).max(1);
+        let pace = self.hints.pace.load(Ordering::Relaxed).max(1);
         for _ in 0..pace {
             spin_hint();
         }
@@ -266,14 +278,14 @@ impl Signal {
             (true, _) => (pace * 2).min(MAX_PACE),
         };
         if next != pace {
-            self.pace.store(next, Ordering::Relaxed);
+            self.hints.pace.store(next, Ordering::Relaxed);
         }
         result
     }
 
     /// The spin budget to use now.
     fn budget(&self) -> Duration {
-        match self.budget_us.load(Ordering::Relaxed) {
+        match self.hints.budget_us.load(Ordering::Relaxed) {
             0 => SPIN_BUDGET,
             us => Duration::from_micros(us.into()),
         }
@@ -294,7 +306,7 @@ impl Signal {
         };
         if next != budget {
             let us = u32::try_from(next.as_micros()).unwrap_or(u32::MAX);
-            self.budget_us.store(us, Ordering::Relaxed);
+            self.hints.budget_us.store(us, Ordering::Relaxed);
         }
     }
 
