@@ -19,11 +19,11 @@
 //! counted in the same sleeper count, so a notify that finds sleepers wakes it as well.
 
 use std::future::Future;
-
-use crossbeam_utils::CachePadded;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
 
 use crate::sync::{
     asymmetric_barriers, fence, heavy_barrier, init_barriers, light_barrier, spin_hint, yield_now,
@@ -122,7 +122,8 @@ struct Hints {
     /// lines the peer is writing and comes back to a batch, instead of pulling every message
     /// across on its own (the near-empty/near-full lockstep of Lamport rings). Request/response
     /// waits are longer than one pause and keep it at 1, so latency is unchanged. Read and written
-    /// only by waiters, on their slow path, and stored only when it changes. A hint: racing waiters may lose an update, which is harmless.
+    /// only by waiters, on their slow path, and stored only when it changes. A hint: racing
+    /// waiters may lose an update, which is harmless.
     pace: AtomicU32,
     /// The learned spin budget in microseconds (0 until the first park: [`SPIN_BUDGET`]); see
     /// [`SPIN_BUDGET`]. Written only by waiters after a park, and only when it changes; a hint
