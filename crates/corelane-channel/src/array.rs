@@ -224,10 +224,19 @@ impl<T, const MC: bool> Ring<T> for ArrayRing<T, MC> {
     }
 
     unsafe fn drain(&self, f: &mut dyn FnMut(usize, T)) {
-        // Pops by the normal claim (CAS-safe against an evicting receiver clone in MPMC mode)
-        // until every claimed position has been consumed; a position claimed but not yet written
-        // is waited for (its producer writes it without blocking).
+        // Only the positions claimed before the drain starts: a sender that claims one later has
+        // its publication ordered after the close's barrier, so it sees the close (the signal's
+        // sticky flag) and takes its value back itself. Draining it here instead would make
+        // that send report success for a value the closer dropped. (The stamps carry the values;
+        // the limit only has to be at or past every claim made before the close's barrier.)
+        let limit = self.tail.load(Ordering::Acquire);
         loop {
+            if diff(self.head.load(Ordering::Acquire), limit) >= 0 {
+                return;
+            }
+            // Pops by the normal claim (CAS-safe against an evicting receiver clone in MPMC
+            // mode); a position claimed but not yet written is waited for (its producer writes
+            // it without blocking).
             match self.claim(&self.head, 1, 1, !MC) {
                 (pos, 1) => {
                     // SAFETY: we claimed `pos` (by CAS, or as the sole consumer: the caller
@@ -235,14 +244,7 @@ impl<T, const MC: bool> Ring<T> for ArrayRing<T, MC> {
                     let value = unsafe { self.take(pos) };
                     f(pos, value);
                 }
-                _ => {
-                    // Acquire pairs with the producers' claim of `tail` so that a claimed position
-                    // is waited for rather than missed.
-                    if self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire) {
-                        return;
-                    }
-                    crate::sync::yield_now();
-                }
+                _ => crate::sync::yield_now(),
             }
         }
     }

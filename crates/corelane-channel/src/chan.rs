@@ -40,8 +40,9 @@ pub(crate) trait Ring<T> {
     /// # Safety
     /// The caller honors the ring's consumer rule.
     unsafe fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize;
-    /// Removes every value up to the last claimed position, in order, passing each with its
-    /// position to `f`; waits for positions claimed but not yet written.
+    /// Removes every value below the last position claimed when it starts, in order, passing
+    /// each with its position to `f`; waits for positions claimed but not yet written. Values
+    /// claimed after it starts stay (their senders take them back in [`Chan::reclaim`]).
     ///
     /// # Safety
     /// The close lock is held, and the ring's consumer rule holds (for single-consumer rings: no
