@@ -22,7 +22,7 @@ use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 use crate::chan::deadline_after;
-use crate::sync::{init_barriers, Arc, AtomicU32, Ordering, UnsafeCell};
+use crate::sync::{Arc, AtomicU32, Ordering, UnsafeCell};
 use crate::wait::{block_on, Signal, WaitStrategy};
 use crate::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 
@@ -119,7 +119,6 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 
 /// A one-shot channel whose receiver waits by `wait`.
 pub fn with_wait_strategy<T>(wait: WaitStrategy) -> (Sender<T>, Receiver<T>) {
-    init_barriers();
     let inner = Arc::new(Inner {
         state: AtomicU32::new(EMPTY),
         slot: UnsafeCell::new(MaybeUninit::uninit()),
