@@ -132,9 +132,10 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     /// Drops one receiver; the last one drops every queued value at once and wakes senders.
     ///
-    /// A send racing with the close either sees `rx_closed` before pushing (and fails), or pushes
-    /// and then sees it behind `light_barrier` (and takes its value back in [`Chan::reclaim`]), or
-    /// pushed before the flag was visible, in which case this drain sees and drops its value (the
+    /// A send racing with the close either sees `rx_closed` without pushing (a full ring, or a
+    /// batch's check up front) and fails, or pushes and then sees `not_empty`'s sticky flag behind
+    /// `light_barrier` (and takes its value back in [`Chan::reclaim`]), or claimed its position
+    /// before the seal's drain started, in which case that drain takes and drops its value (the
     /// send linearizes before the close). No value is ever accepted by a closed channel.
     pub(crate) fn drop_receiver(&self) {
         self.close_receiver(&mut |v| drop(v));
