@@ -49,6 +49,7 @@ mod array;
 mod chan;
 mod endpoint;
 mod error;
+mod hint;
 pub mod mpmc;
 pub mod mpsc;
 pub mod oneshot;

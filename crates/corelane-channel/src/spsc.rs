@@ -7,9 +7,11 @@
 //! A publish is one Release store; nothing is ever compare-and-swapped. Each side's private
 //! copies (its own index and its cache of the peer's) sit on a third and fourth line that the
 //! peer never touches, so the hot path never reads a line the peer is polling (rtrb keeps them
-//! in its endpoints for the same reason). The consumer prefetches the slot lines it will read
-//! next once they are published (x86_64), so the transfer of a line from the producer's cache
-//! overlaps the receives before it.
+//! in its endpoints for the same reason). Each side asks for the slot line it will touch eight
+//! lines ahead once that line is its own (x86_64): the consumer for reading
+//! once the line is published, the producer for writing (`prefetchw`) once the consumer has freed
+//! it. So the transfer of a line between the cores overlaps the messages before it instead of
+//! stalling one of them, which is what rigtorp's and rtrb's rings pay per line.
 //!
 //! The endpoints encode the topology: [`Producer`] and [`Consumer`] are `Send` but neither `Sync`
 //! nor `Clone`, so at most one thread pushes and one pops at any time:
@@ -53,8 +55,19 @@ use crossbeam_utils::CachePadded;
 
 use crate::chan::{Chan, Ring};
 use crate::endpoint::{close_api, debug_endpoint, receiver_api, sender_api};
+use crate::hint::{self, WriteHint};
 use crate::sync::{Arc, AtomicUsize, Ordering, UnsafeCell};
 use crate::WaitStrategy;
+
+/// How many cache lines ahead of its position each side asks for the slot line it will touch
+/// (`hint`): far enough that the line's transfer from the peer's core (hundreds of nanoseconds
+/// where the two cores are far apart) is done when the side gets there. 2, 4, 6, 8 and 12 were
+/// measured; 8 was best or level with the best whether the cores were near or far
+/// (docs/benchmarks.md, session 7).
+const PREFETCH_LINES: usize = 8;
+
+/// The cache line size the prefetch distance is counted in.
+const CACHE_LINE: usize = 64;
 
 /// The producer's private cache line: read and written only by the producer, so its hot-path
 /// reads never miss on a line the consumer is polling.
@@ -64,6 +77,8 @@ struct ProducerLocal {
     tail: UnsafeCell<usize>,
     /// The producer's last view of `head`.
     head_cache: UnsafeCell<usize>,
+    /// Whether the producer can prefetch slot lines for writing; set at construction.
+    write_hint: WriteHint,
 }
 
 /// The consumer's private cache line: read and written only by the consumer.
@@ -231,30 +246,23 @@ impl<T> SpscRing<T> {
         tail.wrapping_sub(head)
     }
 
-    /// Consumer: asks the cache for the slots two cache lines past `head`, once per line, when
-    /// the producer has published them (`ready` says how many are). The producer wrote those
-    /// lines moments ago, so they sit in its core's cache: without the hint every eighth `u64`
-    /// receive stalls on that transfer; with it the transfer overlaps the receives before it.
-    /// Published slots are not written again until the consumer frees them, so the hint never
-    /// pulls a line the producer is still writing.
+    /// The slot [`PREFETCH_LINES`] lines' worth of slots past position `pos`, if a side at `pos`
+    /// should ask for its line now: once per line's worth of slots (when that position is a
+    /// multiple of the slots a line holds), and only if a line's worth of slots from it on are
+    /// among the `available` slots from `pos` that are this side's to touch (published values
+    /// for the consumer, freed slots for the producer): a hint must not pull a line the peer is
+    /// still working on. `None` for zero-sized `T` (no memory to ask for).
     #[inline(always)]
-    fn prefetch_ahead(&self, head: usize, ready: usize) {
-        #[cfg(all(target_arch = "x86_64", not(corelane_loom)))]
-        {
-            let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
-            let ahead = 2 * per_line;
-            let next = head.wrapping_add(ahead);
-            if ready > ahead && next % per_line == 0 {
-                let line = self.slot(next) as *const UnsafeCell<MaybeUninit<T>> as *const i8;
-                // SAFETY: a prefetch only hints the cache: it never faults and changes no state
-                // (and `line` points into the slot array).
-                unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line)
-                };
-            }
+    fn line_ahead(&self, pos: usize, available: usize) -> Option<*const u8> {
+        let size = std::mem::size_of::<T>();
+        if size == 0 {
+            return None;
         }
-        #[cfg(not(all(target_arch = "x86_64", not(corelane_loom))))]
-        let _ = (head, ready);
+        let per_line = (CACHE_LINE / size).max(1);
+        let ahead = PREFETCH_LINES * per_line;
+        let next = pos.wrapping_add(ahead);
+        (next % per_line == 0 && available >= ahead + per_line)
+            .then(|| self.slot(next) as *const UnsafeCell<MaybeUninit<T>> as *const u8)
     }
 
     /// Makes the slots before `tail` visible to the consumer.
@@ -290,6 +298,7 @@ impl<T> Ring<T> for SpscRing<T> {
             producer: CachePadded::new(ProducerLocal {
                 tail: UnsafeCell::new(0),
                 head_cache: UnsafeCell::new(0),
+                write_hint: WriteHint::detect(),
             }),
             consumer: CachePadded::new(ConsumerLocal {
                 head: UnsafeCell::new(0),
@@ -307,8 +316,13 @@ impl<T> Ring<T> for SpscRing<T> {
         // SAFETY: only the producer touches its local line (producer rule).
         let tail = self.producer.tail.with(|p| unsafe { *p });
         // SAFETY: forwarded producer rule.
-        if unsafe { self.free_slots(tail, 1) } == 0 {
+        let free = unsafe { self.free_slots(tail, 1) };
+        if free == 0 {
             return Err(value);
+        }
+        if let Some(line) = self.line_ahead(tail, free) {
+            // The consumer read that line last, so it sits in the consumer's cache.
+            self.producer.write_hint.prefetch(line);
         }
         // SAFETY: the slot at `tail` is free (free_slots > 0) and only the producer writes it.
         self.slot(tail).with_mut(|p| unsafe { (*p).write(value) });
@@ -340,7 +354,10 @@ impl<T> Ring<T> for SpscRing<T> {
         if ready == 0 {
             return None;
         }
-        self.prefetch_ahead(head, ready);
+        if let Some(line) = self.line_ahead(head, ready) {
+            // The producer wrote that line moments ago, so it sits in the producer's cache.
+            hint::prefetch_read(line);
+        }
         // SAFETY: the slot at `head` holds a value published by the producer (ready_slots > 0);
         // we move it out and then release the slot.
         let value = self.slot(head).with(|p| unsafe { (*p).assume_init_read() });

@@ -2,7 +2,8 @@
 //!
 //! Under `--cfg corelane_loom` the atomics, `Arc`, `Mutex`, `Condvar` and `UnsafeCell` are loom's, so
 //! the loom models in `tests/loom.rs` explore every interleaving of the real ring code. Otherwise
-//! they are `std`'s. No other module may import `std::sync` or `core::sync::atomic` directly.
+//! they are `std`'s. No other module may import `std::sync` or `core::sync::atomic` directly
+//! (one exception: `hint`'s cache of a CPUID answer, which is compiled out under loom).
 //!
 //! It also holds the asymmetric fence pair used by the wake-up protocol (see [`light_barrier`]).
 
