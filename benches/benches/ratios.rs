@@ -58,12 +58,17 @@ fn section(
     comparisons: &[(usize, usize, Target)],
 ) {
     let runs: Vec<&dyn Fn() -> Duration> = contenders.iter().map(|c| c.1).collect();
+    let before = core_round_trip_ns();
     let times = interleave(ROUNDS, &runs);
+    let after = core_round_trip_ns();
     let values: Vec<Vec<f64>> = times
         .iter()
         .map(|ts| ts.iter().map(|&t| unit.value(t)).collect())
         .collect();
     println!("\n## {title} ({ROUNDS} interleaved rounds)");
+    println!(
+        "Core-to-core round trip (raw atomic ping-pong) before / after: {before:.0} / {after:.0} ns\n"
+    );
     println!("| contender | median {} | min | max |", unit.label());
     println!("|---|---|---|---|");
     for ((name, _), v) in contenders.iter().zip(&values) {
@@ -99,6 +104,13 @@ fn section(
             met,
         );
     }
+}
+
+/// The raw atomic ping-pong's round trip now, in ns: on a shared VM the two vCPUs may sit on
+/// near or far cores of the host, which moves every figure of a section (prefetching pays most
+/// where they are far), so each section reports where it ran.
+fn core_round_trip_ns() -> f64 {
+    Unit::RoundTrip.value(atomic_ping_pong(ROUND_TRIPS))
 }
 
 fn main() {

@@ -107,15 +107,26 @@ pub fn atomic_ping_pong(rounds: u64) -> Duration {
 }
 
 /// Runs every contender once per round for `rounds` rounds and returns each contender's times,
-/// in round order. Each round starts at a different contender, so none always runs first (or
-/// right after the same neighbor), and every round compares contenders measured within the same
-/// second or so: on a shared VM whose speed drifts by 2x over minutes, per-round ratios are
-/// steady where back-to-back blocks of one contender at a time are not.
+/// in round order. Every round compares contenders measured within the same second or so: on a
+/// shared VM whose speed drifts by 2x over minutes, per-round ratios are steady where
+/// back-to-back blocks of one contender at a time are not. Each round runs the contenders in a
+/// fresh pseudo-random order (a fixed seed, so every run of a bench uses the same orders): what
+/// a run leaves behind (a peer that parked its threads lets the host idle or move the vCPUs, and
+/// the next run starts slow) must not always land on the same contender, as it does when a fixed
+/// cyclic order only rotates its starting point.
 pub fn interleave(rounds: usize, contenders: &[&dyn Fn() -> Duration]) -> Vec<Vec<Duration>> {
     let mut times = vec![Vec::with_capacity(rounds); contenders.len()];
-    for round in 0..rounds {
-        for k in 0..contenders.len() {
-            let i = (round + k) % contenders.len();
+    let mut order: Vec<usize> = (0..contenders.len()).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..rounds {
+        // Fisher-Yates over an xorshift64 stream.
+        for k in (1..order.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(k, (state % (k as u64 + 1)) as usize);
+        }
+        for &i in &order {
             times[i].push(contenders[i]());
         }
     }
