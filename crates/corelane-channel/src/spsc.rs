@@ -8,10 +8,10 @@
 //! copies (its own index and its cache of the peer's) sit on a third and fourth line that the
 //! peer never touches, so the hot path never reads a line the peer is polling (rtrb keeps them
 //! in its endpoints for the same reason). Each side asks for the slot line it will touch eight
-//! lines ahead once that line is its own (x86_64): the consumer for reading
-//! once the line is published, the producer for writing (`prefetchw`) once the consumer has freed
-//! it. So the transfer of a line between the cores overlaps the messages before it instead of
-//! stalling one of them, which is what rigtorp's and rtrb's rings pay per line.
+//! lines ahead once that line is its own (x86_64): the consumer for reading once the line is
+//! published, the producer for writing (`prefetchw`) once the consumer has freed it. So the
+//! transfer of a line between the cores overlaps the messages before it instead of stalling one
+//! of them, which is what rigtorp's and rtrb's rings pay per line.
 //!
 //! The endpoints encode the topology: [`Producer`] and [`Consumer`] are `Send` but neither `Sync`
 //! nor `Clone`, so at most one thread pushes and one pops at any time:
