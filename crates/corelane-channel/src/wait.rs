@@ -167,17 +167,16 @@ impl Signal {
         light_barrier();
         // Pairs with the `heavy_barrier` of `park`, `poll_park` and the sticker: either they see
         // our publication, or we see their count or flag here.
-        if self.state.load(Ordering::Relaxed) == 0 {
-            return false;
+        match self.state.load(Ordering::Relaxed) {
+            0 => false,
+            state => self.notify_slow(state),
         }
-        self.notify_slow()
     }
 
-    /// The part of [`Signal::notify`] for a non-zero state.
+    /// The part of [`Signal::notify`] for a non-zero state, given the `state` it loaded.
     #[cold]
     #[inline(never)]
-    fn notify_slow(&self) -> bool {
-        let mut state = self.state.load(Ordering::Relaxed);
+    fn notify_slow(&self, mut state: usize) -> bool {
         if state & FENCED != 0 {
             // No asymmetric barriers: the load above may have run before our publication was
             // visible. This fence pairs with the sleeper's (then also a SeqCst fence).
