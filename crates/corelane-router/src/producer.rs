@@ -173,10 +173,11 @@ impl<W: Worker, P> Producer<W, P> {
 
 /// A [`Producer`] that batches: from [`Producer::batching`]. Its sends append to a per-worker
 /// batch, and a worker's batch is published to its lane (one index store and one doorbell ring
-/// for the lot, when the lane has room for it) when it holds `batch` messages, or on [`publish`](Self::publish),
-/// [`flush`](Self::flush), [`ask`](Self::ask) or drop. The worker and its peers see fewer,
-/// larger hand-offs, as Seastar's cross-core queues batch theirs; the price is that a message
-/// waits in the batch until one of those happens, so call `publish` when a burst ends.
+/// for the lot, when the lane has room for it) when it holds `batch` messages, or on
+/// [`publish`](Self::publish), [`flush`](Self::flush), [`ask`](Self::ask) or drop. The worker and
+/// its peers see fewer, larger hand-offs, as Seastar's cross-core queues batch theirs; the price
+/// is that a message waits in the batch until one of those happens, so call `publish` when a
+/// burst ends.
 ///
 /// Order is kept per worker, as with [`Producer`]. Errors hand back every message of the
 /// worker's batch that was not published (a `Vec`, oldest first), so nothing is lost silently;
