@@ -4,7 +4,10 @@
 //! Algorithm: a state word and the value's slot share one allocation with the receiver's
 //! wake-up signal. The sender writes the slot, then moves the state `EMPTY -> FULL` by CAS; a sender
 //! dropped unused moves it `EMPTY -> CLOSED`; a receiver dropped early swaps in `GONE`, so a
-//! later send fails and hands its value back. Every transition out of `EMPTY` happens once, so
+//! later send fails and hands its value back; a [`Canceler`] (a third handle, held by whoever
+//! queues the request that carries the sender) moves it `EMPTY -> CANCELED` to tell the receiver
+//! the value will never come while the sender itself is kept elsewhere. Every transition out of
+//! `EMPTY` happens once, so
 //! the owner of the value is always known without a lock, and dropping either end never needs a
 //! barrier (unlike closing a ring, which must drain racing pushes). The receiver waits with the
 //! channels' spin-then-park protocol (`wait.rs`). The shape is the classic one (tokio's and
@@ -34,6 +37,8 @@ const FULL: u32 = 1;
 const CLOSED: u32 = 2;
 /// The receiver took the value, or went away; the slot is empty for good.
 const GONE: u32 = 3;
+/// A [`Canceler`] declared that no value will come; a later send fails and hands its value back.
+const CANCELED: u32 = 4;
 
 struct Inner<T> {
     /// Written by the sender (`EMPTY -> FULL | CLOSED`, by CAS) and by the receiver (`FULL ->
@@ -153,7 +158,8 @@ impl<T> Sender<T> {
                 self.inner.signal.notify();
                 Ok(())
             }
-            // The receiver is gone (`GONE`): the value never became visible; take it back.
+            // The receiver is gone (`GONE`) or the channel canceled: the value never became
+            // visible; take it back.
             // SAFETY: we wrote the slot above and nobody else reads it unless the state is `FULL`.
             Err(_) => Err(SendError(
                 self.inner.slot.with(|p| unsafe { (*p).assume_init_read() }),
@@ -161,9 +167,55 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Whether the receiver is gone (a send would fail).
+    /// Whether the receiver is gone or the channel canceled (a send would fail).
     pub fn is_closed(&self) -> bool {
-        self.inner.state.load(Ordering::Relaxed) == GONE
+        matches!(self.inner.state.load(Ordering::Relaxed), GONE | CANCELED)
+    }
+
+    /// A handle that can declare, in the sender's place, that no value will come (see
+    /// [`Canceler::cancel`]); the sender stays usable until then.
+    pub fn canceler(&self) -> Canceler<T> {
+        Canceler {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Cancels a one-shot channel without its [`Sender`]: from [`Sender::canceler`]. A runtime that
+/// holds a request (and so the sender inside it) which it will never deliver cancels it, so the
+/// receiver stops waiting at once ([`Receiver::is_canceled`]) instead of when the request is
+/// finally dropped.
+pub struct Canceler<T> {
+    inner: Arc<Inner<T>>,
+}
+
+// SAFETY: a canceler never touches the value's slot, only the state word and the signal (both
+// `Sync`); it may move to any thread whatever `T` is, but is `Send` only with `T: Send` to keep
+// the `Arc<Inner<T>>` it drops on another thread sound.
+unsafe impl<T: Send> Send for Canceler<T> {}
+
+impl<T> fmt::Debug for Canceler<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("oneshot::Canceler(..)")
+    }
+}
+
+impl<T> Canceler<T> {
+    /// Declares that no value will come: a receiver waiting now, or later, gets
+    /// [`RecvError`] and [`Receiver::is_canceled`] says why; a later [`Sender::send`] fails and
+    /// hands its value back. Returns `false` (and changes nothing) if the value was already sent,
+    /// the sender dropped, or the receiver gone.
+    pub fn cancel(self) -> bool {
+        // Release pairs with the receiver's Acquire loads, as the sender's CAS does.
+        let canceled = self
+            .inner
+            .state
+            .compare_exchange(EMPTY, CANCELED, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if canceled {
+            self.inner.signal.notify();
+        }
+        canceled
     }
 }
 
@@ -191,10 +243,16 @@ impl<T> Receiver<T> {
         self.inner.take()
     }
 
+    /// Whether a [`Canceler`] declared that no value will come.
+    pub fn is_canceled(&self) -> bool {
+        // Acquire pairs with the canceler's Release CAS.
+        self.inner.state.load(Ordering::Acquire) == CANCELED
+    }
+
     /// Waits for the value by the channel's wait strategy.
     ///
     /// # Errors
-    /// [`RecvError`] if the sender went away without sending.
+    /// [`RecvError`] if the sender went away without sending, or the channel was canceled.
     pub fn recv(mut self) -> Result<T, RecvError> {
         self.recv_deadline(None).map_err(|_| RecvError)
     }

@@ -198,6 +198,23 @@ fn oneshot_send_racing_receiver_drop_drops_or_hands_back_once() {
 }
 
 #[test]
+fn oneshot_cancel_racing_send_wakes_the_receiver_with_one_outcome() {
+    loom::model(|| {
+        let (tx, mut rx) = corelane_channel::oneshot::with_wait_strategy(WaitStrategy::Park);
+        let canceler = tx.canceler();
+        let sender = thread::spawn(move || tx.send(5u32).err().map(|e| e.into_inner()));
+        let cancel = thread::spawn(move || canceler.cancel());
+        let got = rx.recv_timeout(std::time::Duration::MAX);
+        let back = sender.join().unwrap();
+        let canceled = cancel.join().unwrap();
+        match got {
+            Ok(v) => assert!(v == 5 && back.is_none() && !canceled && !rx.is_canceled()),
+            Err(_) => assert!(back == Some(5) && canceled && rx.is_canceled()),
+        }
+    });
+}
+
+#[test]
 fn doorbell_ring_wakes_an_awaiting_task() {
     use loom::sync::atomic::{AtomicBool, Ordering};
     use loom::sync::Arc;

@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 use corelane_partition::{HashPartitioner, Partitioner, Resize};
 use corelane_worker::internal;
 use corelane_worker::{
-    AskError, BoxError, Context, Error, Peers, Reply, SendError, Slot, Worker, WorkerConfig,
-    WorkerReport,
+    AskError, BoxError, Context, Error, Outcome, Peers, Reply, SendError, Slot, Worker,
+    WorkerConfig, WorkerReport,
 };
 
 use crate::{PoolMetrics, Producer, ShutdownReport};
-
-/// How long a timed shutdown waits past its deadline for a handler in progress to return.
-const GRACE: Duration = Duration::from_millis(100);
 
 /// Configures a [`Pool`]; from [`Pool::builder`]. Validates everything at [`spawn`](Self::spawn).
 pub struct PoolBuilder<P = HashPartitioner> {
@@ -157,34 +154,19 @@ impl<W: Worker, P> Inner<W, P> {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or(Error::ShutDown)?;
-        for slot in self.peers.slots() {
+        let slots = self.peers.slots();
+        for slot in slots {
             internal::request_stop(slot, deadline);
         }
-        let n = threads.len();
-        let mut reports: Vec<Option<WorkerReport<W::Message>>> = (0..n).map(|_| None).collect();
-        for _ in 0..n {
-            let got = match deadline {
-                Some(d) => self.reports.recv_deadline(d + GRACE).ok(),
-                None => self.reports.recv().ok(),
-            };
-            match got {
-                Some(r) => {
-                    let i = r.index;
-                    reports[i] = Some(r);
-                }
-                None => break,
+        let reports = internal::collect_reports(slots, &self.reports, deadline);
+        let mut workers = Vec::with_capacity(slots.len());
+        for (report, thread) in reports.into_iter().zip(threads) {
+            let report = report.ok_or(Error::ShutDown)?;
+            // A worker that timed out is left to finish on its own.
+            if report.outcome != Outcome::TimedOut {
+                let _ = thread.join();
             }
-        }
-        let mut workers = Vec::with_capacity(n);
-        for ((report, thread), slot) in reports.into_iter().zip(threads).zip(self.peers.slots()) {
-            match report {
-                Some(r) => {
-                    let _ = thread.join();
-                    workers.push(r);
-                }
-                // Past the deadline: the thread is left to finish on its own.
-                None => workers.push(internal::timed_out(slot)),
-            }
+            workers.push(report);
         }
         Ok(ShutdownReport { workers })
     }
@@ -341,8 +323,10 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     ///
     /// # Errors
     /// [`AskError::Send`] if the request could not be sent (handed back);
-    /// [`AskError::NoReply`] if the handler dropped the [`Reply`] or panicked.
-    pub fn ask<K: ?Sized, T>(
+    /// [`AskError::NoReply`] if the handler dropped the [`Reply`] or panicked, or an overflow
+    /// policy dropped the request; [`AskError::Unprocessed`] at once if the worker stops (shut
+    /// down, failed, or past its stop deadline) before handling it.
+    pub fn ask<K: ?Sized, T: Send + 'static>(
         &self,
         key: &K,
         make: impl FnOnce(Reply<T>) -> W::Message,
@@ -350,10 +334,10 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let (reply, answer) = Reply::pair();
-        self.send_partitioned(key, make(reply))
-            .map_err(AskError::Send)?;
-        answer.wait()
+        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
+        slot.ask(make, Reply::pair())
+            .map_err(AskError::Send)?
+            .wait()
     }
 
     /// As [`Pool::ask`], awaiting the answer instead of blocking (usable from any executor). The
@@ -362,7 +346,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     ///
     /// # Errors
     /// As [`Pool::ask`].
-    pub async fn ask_async<K: ?Sized, T>(
+    pub async fn ask_async<K: ?Sized, T: Send + 'static>(
         &self,
         key: &K,
         make: impl FnOnce(Reply<T>) -> W::Message,
@@ -370,22 +354,21 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let (reply, answer) = Reply::pair_async();
-        self.send_partitioned(key, make(reply))
-            .map_err(AskError::Send)?;
-        answer.wait_async().await
+        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
+        slot.ask(make, Reply::pair_async())
+            .map_err(AskError::Send)?
+            .wait_async()
+            .await
     }
 
-    /// Returns once every message sent through this pool handle before the call has been handled
-    /// (or dropped by policy, or returned by a stopped worker).
+    /// Returns once every message this thread sent through the pool's shared inboxes before the
+    /// call has been handled or dropped by an overflow policy.
     ///
     /// # Errors
-    /// [`Error::ShutDown`] if a worker stopped without answering.
+    /// [`Error::Unflushed`] if a worker stopped (shut down, failed, or past its stop deadline)
+    /// before handling them: what it did not handle is in its report.
     pub fn flush(&self) -> Result<(), Error> {
-        let slots = self.inner.peers.slots();
-        internal::flush_all(slots.len(), |i, done| {
-            internal::flush_marker(&slots[i], done)
-        })
+        internal::flush_slots(self.inner.peers.slots())
     }
 
     /// A snapshot of every worker's counters.
@@ -412,8 +395,11 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     }
 
     /// As [`Pool::shutdown`], but workers stop handling messages at `timeout`; what they did
-    /// not handle is returned in the report. A worker stuck in a handler past the deadline is
-    /// reported as timed out and left to finish on its own.
+    /// not handle is returned in the report. A worker still in a handler
+    /// [`STOP_GRACE`](corelane_worker::STOP_GRACE) (20 ms) past the deadline is reported
+    /// as [`Outcome::TimedOut`]: its queues are sealed (blocked senders get their message back),
+    /// what they held is returned, and its thread is left to finish on its own. Returns within
+    /// `timeout` plus that grace.
     ///
     /// # Errors
     /// As [`Pool::shutdown`].

@@ -14,7 +14,6 @@ use corelane_worker::{AskError, Error, Peers, Reply, SendError, Worker};
 /// workers drain them.
 pub struct Producer<W: Worker, P> {
     lanes: Vec<Lane<W::Message>>,
-    peers: Arc<Peers<W::Message>>,
     partitioner: Arc<P>,
 }
 
@@ -31,13 +30,9 @@ impl<W: Worker, P> Producer<W, P> {
         let lanes = peers
             .slots()
             .iter()
-            .map(|s| internal::open_lane(s))
+            .map(internal::open_lane)
             .collect();
-        Self {
-            lanes,
-            peers,
-            partitioner,
-        }
+        Self { lanes, partitioner }
     }
 
     #[inline]
@@ -48,7 +43,7 @@ impl<W: Worker, P> Producer<W, P> {
         may_block: bool,
     ) -> Result<(), SendError<W::Message>> {
         match self.lanes.get(worker) {
-            Some(lane) => lane.send(&self.peers.slots()[worker], msg, may_block),
+            Some(lane) => lane.send(msg, may_block),
             None => Err(SendError::Unroutable(msg)),
         }
     }
@@ -98,7 +93,7 @@ impl<W: Worker, P> Producer<W, P> {
     ///
     /// # Errors
     /// As [`Pool::ask`](crate::Pool::ask).
-    pub fn ask<K: ?Sized, T>(
+    pub fn ask<K: ?Sized, T: Send + 'static>(
         &self,
         key: &K,
         make: impl FnOnce(Reply<T>) -> W::Message,
@@ -106,10 +101,10 @@ impl<W: Worker, P> Producer<W, P> {
     where
         P: Partitioner<K>,
     {
-        let (reply, answer) = Reply::pair();
-        self.send_partitioned(key, make(reply))
-            .map_err(AskError::Send)?;
-        answer.wait()
+        self.lanes[self.partitioner.partition(key)]
+            .ask(make, Reply::pair())
+            .map_err(AskError::Send)?
+            .wait()
     }
 
     /// Turns this handle into a [`BatchingProducer`] that holds up to `batch` messages per worker
@@ -159,15 +154,14 @@ impl<W: Worker, P> Producer<W, P> {
         })
     }
 
-    /// Returns once every message sent through this handle before the call has been handled.
+    /// Returns once every message sent through this handle before the call has been handled or
+    /// dropped by an overflow policy.
     ///
     /// # Errors
-    /// [`Error::ShutDown`] if a worker stopped without answering.
+    /// [`Error::Unflushed`] if a worker stopped (shut down, failed, or past its stop deadline)
+    /// before handling them: what it did not handle is in its report.
     pub fn flush(&self) -> Result<(), Error> {
-        let slots = self.peers.slots();
-        internal::flush_all(self.lanes.len(), |i, done| {
-            self.lanes[i].flush_marker(&slots[i], done)
-        })
+        internal::flush_lanes(&self.lanes)
     }
 }
 
@@ -224,8 +218,7 @@ impl<W: Worker, P> BatchingProducer<W, P> {
         worker: usize,
         may_block: bool,
     ) -> Result<(), SendError<Vec<W::Message>>> {
-        let slot = &self.producer.peers.slots()[worker];
-        self.producer.lanes[worker].send_batch(slot, &mut self.pending[worker], may_block)
+        self.producer.lanes[worker].send_batch(&mut self.pending[worker], may_block)
     }
 
     /// Adds `msg` to the batch of the worker owning `key`; a full batch is published by the
@@ -316,8 +309,8 @@ impl<W: Worker, P> BatchingProducer<W, P> {
     ///
     /// # Errors
     /// [`AskError::Send`] with the unpublished messages (the request last) if publishing failed;
-    /// [`AskError::NoReply`] if the handler dropped the reply.
-    pub fn ask<K: ?Sized, T>(
+    /// otherwise as [`Pool::ask`](crate::Pool::ask).
+    pub fn ask<K: ?Sized, T: Send + 'static>(
         &mut self,
         key: &K,
         make: impl FnOnce(Reply<T>) -> W::Message,
@@ -326,8 +319,7 @@ impl<W: Worker, P> BatchingProducer<W, P> {
         P: Partitioner<K>,
     {
         let worker = self.producer.partitioner.partition(key);
-        let (reply, answer) = Reply::pair();
-        self.pending[worker].push(make(reply));
+        let answer = self.pending[worker].push_ask(make, Reply::pair());
         self.publish_one(worker, true).map_err(AskError::Send)?;
         answer.wait()
     }

@@ -429,8 +429,10 @@ fn a_timed_shutdown_stops_inside_a_batch_gathered_before_it() {
     pool.send_to(0, M::Sleep(Duration::from_millis(40)))
         .unwrap();
     thread::sleep(Duration::from_millis(10));
+    // Each shorter than the stop's grace, so the handler in progress at the deadline returns
+    // before the pool gives up on the worker.
     for _ in 0..10 {
-        pool.send_to(0, M::Sleep(Duration::from_millis(30)))
+        pool.send_to(0, M::Sleep(Duration::from_millis(12)))
             .unwrap();
     }
     // Once the inbox is empty the worker holds the ten in one gathered batch.

@@ -41,6 +41,14 @@ pub enum Error {
     /// The pool or worker was already shut down.
     #[error("already shut down")]
     ShutDown,
+    /// A flush could not complete: the worker stopped (shut down, failed, or missed its stop
+    /// deadline) before handling everything sent before the flush; what it did not handle is in
+    /// its report.
+    #[error("worker {worker} stopped before handling everything sent before the flush")]
+    Unflushed {
+        /// The first worker that did not reach its flush marker.
+        worker: usize,
+    },
     /// An `ask` got no answer: the handler dropped the [`Reply`](crate::Reply), panicked, or the
     /// worker stopped.
     #[error("the worker dropped the reply without answering")]
@@ -107,6 +115,9 @@ pub enum AskError<M> {
     Send(SendError<M>),
     /// The request was sent but no answer came (see [`Error::NoReply`]).
     NoReply,
+    /// The request was accepted, but the worker stopped (shut down, failed, or missed its stop
+    /// deadline) before handling it; the request is in that worker's report.
+    Unprocessed,
 }
 
 impl<M> fmt::Debug for AskError<M> {
@@ -114,6 +125,7 @@ impl<M> fmt::Debug for AskError<M> {
         match self {
             Self::Send(e) => write!(f, "Send({e:?})"),
             Self::NoReply => f.write_str("NoReply"),
+            Self::Unprocessed => f.write_str("Unprocessed"),
         }
     }
 }
@@ -122,6 +134,7 @@ impl<M> fmt::Display for AskError<M> {
         match self {
             Self::Send(e) => write!(f, "ask failed to send: {e}"),
             Self::NoReply => f.write_str("the worker dropped the reply without answering"),
+            Self::Unprocessed => f.write_str("the worker stopped before handling the request"),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::runtime::{start, WorkerReport};
+use crate::runtime::{collect_reports, start, WorkerReport};
 use crate::{Error, Peers, SendError, Slot, Worker, WorkerConfig, WorkerMetrics, WorkerState};
 
 /// Spawns one worker on its own thread (pinned if `config` says so), runs its `init` there, and
@@ -100,14 +100,13 @@ impl<M: Send + 'static> WorkerHandle<M> {
         self.slot.metrics()
     }
 
-    /// Waits until every message sent before this call has been handled.
+    /// Waits until every message sent before this call has been handled (or dropped by the
+    /// overflow policy).
     ///
     /// # Errors
-    /// [`Error::ShutDown`] if the worker stopped before answering.
+    /// [`Error::Unflushed`] if the worker stopped (or failed) before handling them all.
     pub fn flush(&self) -> Result<(), Error> {
-        let (tx, rx) = flume::bounded(1);
-        self.slot.flush_marker(tx);
-        rx.recv().map_err(|_| Error::ShutDown)
+        crate::internal::flush_slots(std::slice::from_ref(&self.slot))
     }
 
     /// Stops gracefully: drains the inbox, runs `on_stop`, joins the thread.
@@ -130,20 +129,13 @@ impl<M: Send + 'static> WorkerHandle<M> {
     fn stop_by(&mut self, deadline: Option<Instant>) -> Result<WorkerReport<M>, Error> {
         let thread = self.thread.take().ok_or(Error::ShutDown)?;
         self.slot.request_stop(deadline);
-        let report = match deadline {
-            // A grace period past the deadline for the handler in progress to return.
-            Some(d) => self
-                .reports
-                .recv_deadline(d + Duration::from_millis(100))
-                .ok(),
-            None => self.reports.recv().ok(),
-        };
-        match report {
+        let reports = collect_reports(std::slice::from_ref(&self.slot), &self.reports, deadline);
+        match reports.into_iter().next().flatten() {
+            Some(r) if r.outcome == crate::Outcome::TimedOut => Ok(r),
             Some(r) => {
                 let _ = thread.join();
                 Ok(r)
             }
-            None if deadline.is_some() => Ok(WorkerReport::timed_out(&self.slot)),
             None => Err(Error::ShutDown),
         }
     }

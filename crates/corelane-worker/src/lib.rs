@@ -38,6 +38,7 @@
 
 mod config;
 mod context;
+mod envelope;
 mod error;
 mod handle;
 mod idle;
@@ -51,7 +52,7 @@ pub use error::{AskError, BoxError, Error, SendError};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;
 pub use reply::{Answer, Reply};
-pub use runtime::{Outcome, WorkerReport};
+pub use runtime::{Outcome, WorkerReport, STOP_GRACE};
 pub use slot::{Slot, WorkerMetrics, WorkerState};
 
 /// Runtime internals the pool (`corelane-router`) builds on. Not a stable API.
@@ -76,43 +77,41 @@ pub mod internal {
     }
 
     /// Opens a producer lane into `slot`.
-    pub fn open_lane<M>(slot: &Slot<M>) -> Lane<M> {
+    pub fn open_lane<M>(slot: &Arc<Slot<M>>) -> Lane<M> {
         slot.open_lane()
     }
 
-    /// Queues a flush marker on `slot`.
-    pub fn flush_marker<M>(slot: &Slot<M>, done: flume::Sender<()>) {
-        slot.flush_marker(done)
-    }
-
-    /// Queues one flush marker through each of `count` paths (`mark(i, done)`) and waits until
-    /// every one is answered.
+    /// Flushes every slot of `slots`: returns once each worker reached a marker queued behind
+    /// everything sent to it before the call.
     ///
     /// # Errors
-    /// [`Error::ShutDown`] if a worker stopped without answering.
-    pub fn flush_all(
-        count: usize,
-        mut mark: impl FnMut(usize, flume::Sender<()>),
-    ) -> Result<(), Error> {
-        let (tx, rx) = flume::bounded(count);
-        for i in 0..count {
-            mark(i, tx.clone());
-        }
-        drop(tx);
-        for _ in 0..count {
-            rx.recv().map_err(|_| Error::ShutDown)?;
-        }
-        Ok(())
+    /// [`Error::Unflushed`] naming the first worker that stopped before reaching its marker.
+    pub fn flush_slots<M>(slots: &[Arc<Slot<M>>]) -> Result<(), Error> {
+        crate::envelope::flush_all(slots.len(), |i, marker| slots[i].flush_marker(marker))
+    }
+
+    /// Flushes through every lane of `lanes`, as [`flush_slots`].
+    ///
+    /// # Errors
+    /// As [`flush_slots`].
+    pub fn flush_lanes<M>(lanes: &[Lane<M>]) -> Result<(), Error> {
+        crate::envelope::flush_all(lanes.len(), |i, marker| lanes[i].flush_marker(marker))
+    }
+
+    /// Collects the reports of `slots`' workers after their stop was requested with `deadline`,
+    /// abandoning those still running at `deadline + STOP_GRACE`; in slot order, `None` for a
+    /// worker whose thread ended without a report.
+    pub fn collect_reports<M>(
+        slots: &[Arc<Slot<M>>],
+        reports: &flume::Receiver<crate::WorkerReport<M>>,
+        deadline: Option<std::time::Instant>,
+    ) -> Vec<Option<crate::WorkerReport<M>>> {
+        crate::runtime::collect_reports(slots, reports, deadline)
     }
 
     /// Asks `slot`'s worker to stop by `deadline`.
     pub fn request_stop<M>(slot: &Slot<M>, deadline: Option<std::time::Instant>) {
         slot.request_stop(deadline)
-    }
-
-    /// The report of a worker that missed its deadline.
-    pub fn timed_out<M>(slot: &Slot<M>) -> crate::WorkerReport<M> {
-        crate::WorkerReport::timed_out(slot)
     }
 }
 

@@ -1,6 +1,8 @@
 //! One-shot replies for request/response (`ask`).
 
-use corelane_channel::{oneshot, RecvError};
+use std::time::Duration;
+
+use corelane_channel::oneshot;
 
 use crate::AskError;
 
@@ -14,8 +16,9 @@ enum ReplyTx<T> {
     /// A one-shot channel: the asker spins briefly, then parks (the default wait strategy), so a
     /// fast handler's answer is caught without a futex wake-up.
     Blocking(oneshot::Sender<T>),
-    /// An awaitable one-shot, for `ask_async`.
-    Async(flume::Sender<T>),
+    /// An awaitable one-shot, for `ask_async`; `None` is the runtime's word that the request
+    /// will not be handled.
+    Async(flume::Sender<Option<T>>),
 }
 
 impl<T> std::fmt::Debug for Reply<T> {
@@ -55,8 +58,48 @@ impl<T> Reply<T> {
     pub fn send(self, value: T) {
         match self.tx {
             ReplyTx::Blocking(tx) => drop(tx.send(value)),
-            ReplyTx::Async(tx) => drop(tx.send(value)),
+            ReplyTx::Async(tx) => drop(tx.try_send(Some(value))),
         }
+    }
+}
+
+impl<T: Send + 'static> Reply<T> {
+    /// The runtime's hold on this reply while its request is queued.
+    pub(crate) fn ticket(&self) -> AskTicket {
+        match &self.tx {
+            ReplyTx::Blocking(tx) => AskTicket(Box::new(tx.canceler())),
+            ReplyTx::Async(tx) => AskTicket(Box::new(tx.clone())),
+        }
+    }
+}
+
+/// Tells an asker, without the [`Reply`] (which stays inside the request), that its request will
+/// not be handled.
+trait Abort: Send {
+    fn abort(self: Box<Self>);
+}
+
+impl<T: Send> Abort for oneshot::Canceler<T> {
+    fn abort(self: Box<Self>) {
+        (*self).cancel();
+    }
+}
+
+impl<T: Send> Abort for flume::Sender<Option<T>> {
+    fn abort(self: Box<Self>) {
+        let _ = self.try_send(None);
+    }
+}
+
+/// Travels with a queued ask's request. Dropped when the request reaches its handler (the reply
+/// is the handler's then); [`AskTicket::abort`]ed when the request is returned unprocessed, so
+/// the asker fails with [`AskError::Unprocessed`] at once instead of waiting for the report that
+/// holds the request to be dropped.
+pub(crate) struct AskTicket(Box<dyn Abort>);
+
+impl AskTicket {
+    pub(crate) fn abort(self) {
+        self.0.abort();
     }
 }
 
@@ -67,7 +110,7 @@ pub struct Answer<T> {
 
 enum AnswerRx<T> {
     Blocking(oneshot::Receiver<T>),
-    Async(flume::Receiver<T>),
+    Async(flume::Receiver<Option<T>>),
 }
 
 impl<T> std::fmt::Debug for Answer<T> {
@@ -80,11 +123,16 @@ impl<T> Answer<T> {
     /// Blocks until the handler answers.
     ///
     /// # Errors
-    /// [`AskError::NoReply`] if the [`Reply`] was dropped unanswered.
+    /// [`AskError::NoReply`] if the [`Reply`] was dropped unanswered;
+    /// [`AskError::Unprocessed`] if the worker stopped before handling the request.
     pub fn wait<M>(self) -> Result<T, AskError<M>> {
         match self.rx {
-            AnswerRx::Blocking(rx) => rx.recv().map_err(|RecvError| AskError::NoReply),
-            AnswerRx::Async(rx) => rx.recv().map_err(|_| AskError::NoReply),
+            AnswerRx::Blocking(mut rx) => match rx.recv_timeout(Duration::MAX) {
+                Ok(v) => Ok(v),
+                Err(_) if rx.is_canceled() => Err(AskError::Unprocessed),
+                Err(_) => Err(AskError::NoReply),
+            },
+            AnswerRx::Async(rx) => unwrap_async(rx.recv().ok()),
         }
     }
 
@@ -95,8 +143,18 @@ impl<T> Answer<T> {
     /// As [`Answer::wait`].
     pub async fn wait_async<M>(self) -> Result<T, AskError<M>> {
         match self.rx {
-            AnswerRx::Blocking(rx) => rx.recv().map_err(|RecvError| AskError::NoReply),
-            AnswerRx::Async(rx) => rx.recv_async().await.map_err(|_| AskError::NoReply),
+            AnswerRx::Blocking(_) => self.wait(),
+            AnswerRx::Async(rx) => unwrap_async(rx.recv_async().await.ok()),
         }
+    }
+}
+
+/// What an async answer's channel delivered: the value, the runtime's "unprocessed", or nothing
+/// (the reply was dropped).
+fn unwrap_async<T, M>(got: Option<Option<T>>) -> Result<T, AskError<M>> {
+    match got {
+        Some(Some(v)) => Ok(v),
+        Some(None) => Err(AskError::Unprocessed),
+        None => Err(AskError::NoReply),
     }
 }

@@ -5,27 +5,29 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use corelane_channel::spsc;
-
-use crate::slot::{Envelope, Stats};
+use crate::envelope::Envelope;
+use crate::slot::Stats;
 use crate::{Context, Error, Idle, Peers, RestartPolicy, Slot, Worker, WorkerConfig, WorkerState};
 
 /// How a worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// It drained its inbox, ran `on_stop` and exited.
+    /// It drained its inbox (or stopped at the shutdown deadline, returning the rest), ran
+    /// `on_stop` and exited.
     Completed,
     /// It stopped on its own: `init` failed on a restart, or panics exceeded the restart policy.
     Failed(String),
-    /// It did not finish before the shutdown deadline; its thread was left to finish alone and its
-    /// queued messages could not be collected.
+    /// Its handler was still running past the shutdown deadline (and a grace period): the
+    /// shutdown sealed its queues, returned what they held, and left the thread to finish alone
+    /// (see [`WorkerReport::abandoned`]).
     TimedOut,
 }
 
-/// What one worker did, returned by shutdown. `accepted() = processed + dropped + unprocessed`.
+/// What one worker did, returned by shutdown. `accepted() = processed + dropped +
+/// unprocessed + abandoned`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct WorkerReport<M> {
@@ -43,26 +45,67 @@ pub struct WorkerReport<M> {
     pub restarts: u64,
     /// Messages accepted but not handled (deadline passed, or the worker failed), in order.
     pub unprocessed: Vec<M>,
+    /// Messages the worker thread still held when the shutdown gave up on it
+    /// ([`Outcome::TimedOut`]): the one in its handler and the rest of the batch it had taken.
+    /// The thread drops them when its handler returns (asks among them fail with
+    /// [`AskError::Unprocessed`](crate::AskError::Unprocessed)); 0 for every other outcome.
+    pub abandoned: u64,
 }
 
 impl<M> WorkerReport<M> {
-    /// Every message this worker accepted: processed, dropped by policy, or returned unprocessed.
+    /// Every message this worker accepted: processed, dropped by policy, returned unprocessed, or
+    /// abandoned in a handler that missed the deadline.
     pub fn accepted(&self) -> u64 {
-        self.processed + self.dropped + self.unprocessed.len() as u64
+        self.processed + self.dropped + self.unprocessed.len() as u64 + self.abandoned
     }
+}
 
-    pub(crate) fn timed_out<N>(slot: &Slot<N>) -> Self {
-        let m = slot.metrics();
-        Self {
-            index: slot.index,
-            outcome: Outcome::TimedOut,
-            processed: m.processed,
-            dropped: m.dropped,
-            panics: m.panics,
-            restarts: m.restarts,
-            unprocessed: Vec::new(),
+/// How long a timed stop waits past its deadline for a handler in progress to return before it
+/// gives up on that worker and reports for it ([`Outcome::TimedOut`]): a timed stop returns
+/// within its timeout plus this bound (plus the time to seal the queues).
+pub const STOP_GRACE: Duration = Duration::from_millis(20);
+
+/// Collects the reports of the workers of `slots` (sent on `reports`, in any order) after their
+/// stop was requested with `deadline`, in slot order. With a deadline, a worker whose report has
+/// not come by `deadline + STOP_GRACE` is abandoned ([`Slot::abandon`]). `None` for a worker whose
+/// thread ended without a report.
+pub(crate) fn collect_reports<M>(
+    slots: &[Arc<Slot<M>>],
+    reports: &flume::Receiver<WorkerReport<M>>,
+    deadline: Option<Instant>,
+) -> Vec<Option<WorkerReport<M>>> {
+    let mut out: Vec<Option<WorkerReport<M>>> = slots.iter().map(|_| None).collect();
+    let mut missing = slots.len();
+    let give_up = deadline.map(|d| d + STOP_GRACE);
+    while missing > 0 {
+        let got = match give_up {
+            Some(d) => reports.recv_deadline(d).ok(),
+            None => reports.recv().ok(),
+        };
+        let Some(r) = got else { break };
+        let i = r.index;
+        missing -= usize::from(out[i].is_none());
+        out[i] = Some(r);
+    }
+    if missing == 0 || give_up.is_none() {
+        return out;
+    }
+    // Past the grace: report for the late workers, except those whose own report is on its way.
+    let mut coming = 0;
+    for (i, slot) in slots.iter().enumerate() {
+        if out[i].is_none() {
+            match slot.abandon() {
+                Some(r) => out[i] = Some(r),
+                None => coming += 1,
+            }
         }
     }
+    for _ in 0..coming {
+        let Ok(r) = reports.recv() else { break };
+        let i = r.index;
+        out[i] = Some(r);
+    }
+    out
 }
 
 /// Starts worker `slot.index` on its own thread and waits until its `init` finished.
@@ -94,9 +137,7 @@ pub fn start<W: Worker>(
         dead_letter: cfg.dead_letter.clone(),
         slot,
         peers,
-        lanes: Vec::new(),
         restarts: VecDeque::new(),
-        unprocessed: Vec::new(),
     };
     let handle = builder
         .spawn(move || {
@@ -106,12 +147,15 @@ pub fn start<W: Worker>(
                         "worker {index}: could not pin to core {} (outside this process's CPU set?)",
                         core.id
                     ))));
-                    let _ = reports.send(runner.fail("could not pin".into(), Vec::new()));
+                    if let Some(r) = runner.fail(None, "could not pin".into(), Vec::new()) {
+                        let _ = reports.send(r);
+                    }
                     return;
                 }
             }
-            let report = runner.run(ready_tx);
-            let _ = reports.send(report);
+            if let Some(report) = runner.run(ready_tx) {
+                let _ = reports.send(report);
+            }
         })
         .map_err(|source| Error::Spawn {
             worker: index,
@@ -148,9 +192,7 @@ struct Runner<W: Worker> {
     dead_letter: Option<crate::config::DeadLetterHook>,
     slot: Arc<Slot<W::Message>>,
     peers: Arc<Peers<W::Message>>,
-    lanes: Vec<spsc::Consumer<Envelope<W::Message>>>,
     restarts: VecDeque<Instant>,
-    unprocessed: Vec<W::Message>,
 }
 
 /// Why a batch could not be finished.
@@ -162,13 +204,14 @@ enum Halt<M> {
 }
 
 impl<W: Worker> Runner<W> {
-    fn run(mut self, ready: flume::Sender<Result<(), Error>>) -> WorkerReport<W::Message> {
+    /// The worker's life; `None` if the pool gave up on it and reported for it.
+    fn run(mut self, ready: flume::Sender<Result<(), Error>>) -> Option<WorkerReport<W::Message>> {
         self.slot.stats.set_state(WorkerState::Starting);
         let state = match self.init() {
             Ok(state) => state,
             Err(e) => {
                 let _ = ready.send(Err(e));
-                return self.fail("init failed".into(), Vec::new());
+                return self.fail(None, "init failed".into(), Vec::new());
             }
         };
         let _ = ready.send(Ok(()));
@@ -176,31 +219,37 @@ impl<W: Worker> Runner<W> {
         let mut state = Some(state);
         let mut buf = Vec::with_capacity(self.batch);
         loop {
-            self.adopt_lanes();
+            self.slot.answer_evicted_flushes();
             // Acquire pairs with `request_stop`'s Release store.
             if self.slot.control.stop.load(Ordering::Acquire) {
                 return self.finish(state, buf);
             }
             if self.slot.control.paused.load(Ordering::Acquire) {
-                self.slot.stats.set_state(WorkerState::Paused);
-                let control = &self.slot.control;
-                self.slot.doorbell.wait(self.slot.idle, None, &|| {
-                    !control.paused.load(Ordering::Acquire) || control.stop.load(Ordering::Acquire)
-                });
-                self.slot.stats.set_state(WorkerState::Running);
+                self.pause();
                 continue;
             }
-            self.gather(&mut buf);
-            if buf.is_empty() {
-                if let Err(halt) = self.idle(&mut state) {
-                    return self.halt(halt);
-                }
-                continue;
+            if !self.slot.gather(&mut buf, self.batch) {
+                return self.finish(state, buf);
             }
-            if let Err(halt) = self.process(&mut state, &mut buf, None) {
-                return self.halt(halt);
+            let step = if buf.is_empty() {
+                self.idle(&mut state)
+            } else {
+                self.process(&mut state, &mut buf, None)
+            };
+            if let Err(halt) = step {
+                return self.halt(state, halt);
             }
         }
+    }
+
+    /// Parks until resumed or asked to stop.
+    fn pause(&self) {
+        self.slot.stats.set_state(WorkerState::Paused);
+        let control = &self.slot.control;
+        self.slot.doorbell.wait(self.slot.idle, None, &|| {
+            !control.paused.load(Ordering::Acquire) || control.stop.load(Ordering::Acquire)
+        });
+        self.slot.stats.set_state(WorkerState::Running);
     }
 
     /// Runs `init` on this thread, catching a panic.
@@ -221,54 +270,11 @@ impl<W: Worker> Runner<W> {
         }
     }
 
-    /// Takes the lanes producer handles opened since the last look.
-    fn adopt_lanes(&mut self) {
-        // Acquire pairs with `open_lane`'s Release store.
-        if self
-            .slot
-            .control
-            .lanes_pending
-            .swap(false, Ordering::Acquire)
-        {
-            let mut new = self
-                .slot
-                .control
-                .new_lanes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.lanes.append(&mut new);
-        }
-    }
-
-    /// Fills `buf` with up to `batch` envelopes from the inbox, then the lanes. Drops lanes whose
-    /// producer is gone once they are empty.
-    fn gather(&mut self, buf: &mut Vec<Envelope<W::Message>>) {
-        let _ = self.slot.rx.try_recv_batch(buf, self.batch);
-        self.lanes.retain(|lane| {
-            let room = self.batch.saturating_sub(buf.len());
-            let got = if room > 0 {
-                lane.try_recv_batch(buf, room)
-            } else {
-                Ok(0)
-            };
-            !matches!(got, Err(corelane_channel::TryRecvError::Disconnected))
-        });
-    }
-
     /// Runs `on_idle`, then `wait` until there is work, treating a panic in either like a
     /// handler panic.
     fn idle(&mut self, state: &mut Option<W::State>) -> Result<(), Halt<W::Message>> {
-        let (slot, lanes) = (&self.slot, &self.lanes);
-        // `is_empty` reads the slot the next receive takes, not the senders' index: the poll
-        // leaves that index's line with the senders (one line transfer less per message to an
-        // idle worker).
-        let ready = || {
-            !slot.rx.is_empty()
-                || lanes.iter().any(|l| !l.is_empty())
-                || slot.control.stop.load(Ordering::Acquire)
-                || slot.control.paused.load(Ordering::Acquire)
-                || slot.control.lanes_pending.load(Ordering::Acquire)
-        };
+        let slot = &self.slot;
+        let ready = || slot.has_work();
         let idle = Idle::new(&slot.doorbell, slot.idle, &ready);
         let Some(st) = state.as_mut() else {
             idle.park();
@@ -326,7 +332,7 @@ impl<W: Worker> Runner<W> {
                 rest.extend(drain);
                 return Err(Halt::Deadline(rest));
             }
-            let Some(msg) = env.into_msg() else { continue };
+            let Some(msg) = env.open() else { continue };
             let st = state.as_mut().expect("a running worker has its state");
             let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
             let worker = &mut self.worker;
@@ -389,10 +395,20 @@ impl<W: Worker> Runner<W> {
         Ok(())
     }
 
-    fn halt(self, halt: Halt<W::Message>) -> WorkerReport<W::Message> {
+    /// Ends the worker after a halt: a missed deadline stops gracefully (what was not handled
+    /// is returned), a fatal panic fails it.
+    fn halt(
+        self,
+        state: Option<W::State>,
+        halt: Halt<W::Message>,
+    ) -> Option<WorkerReport<W::Message>> {
         match halt {
-            Halt::Fatal(reason, rest) => self.fail(reason, rest),
-            Halt::Deadline(rest) => self.seal(Outcome::Completed, rest, WorkerState::Stopped),
+            Halt::Fatal(reason, rest) => self.fail(state, reason, rest),
+            Halt::Deadline(mut rest) => {
+                self.slot.stats.set_state(WorkerState::Stopping);
+                rest.extend(self.slot.seal());
+                self.stop(state, Outcome::Completed, rest, WorkerState::Stopped)
+            }
         }
     }
 
@@ -402,28 +418,49 @@ impl<W: Worker> Runner<W> {
         mut self,
         mut state: Option<W::State>,
         mut buf: Vec<Envelope<W::Message>>,
-    ) -> WorkerReport<W::Message> {
+    ) -> Option<WorkerReport<W::Message>> {
         self.slot.stats.set_state(WorkerState::Stopping);
         let deadline = self.stop_deadline();
         loop {
-            self.adopt_lanes();
-            self.gather(&mut buf);
-            if buf.is_empty() {
+            if let Err(halt) = self.process(&mut state, &mut buf, deadline) {
+                return self.halt(state, halt);
+            }
+            self.slot.answer_evicted_flushes();
+            if !self.slot.gather(&mut buf, self.batch) || buf.is_empty() {
                 break;
             }
-            if let Err(halt) = self.process(&mut state, &mut buf, deadline) {
-                return self.halt(halt);
-            }
         }
-        // Seal: from here sends fail and hand their message back; what raced in is returned here.
-        let mut rest = self.slot.rx.close_all();
-        self.adopt_lanes();
-        for lane in self.lanes.drain(..) {
-            rest.extend(lane.close());
-        }
+        // Seal: from here sends fail and hand their message back; what raced in is handled here.
+        let mut rest = self.slot.seal();
         if let Err(halt) = self.process(&mut state, &mut rest, deadline) {
-            return self.halt(halt);
+            return self.halt(state, halt);
         }
+        self.slot.answer_evicted_flushes();
+        self.stop(state, Outcome::Completed, Vec::new(), WorkerState::Stopped)
+    }
+
+    /// Fails the worker: its state becomes `Failed` before anything it held is returned.
+    fn fail(
+        self,
+        state: Option<W::State>,
+        reason: String,
+        mut rest: Vec<Envelope<W::Message>>,
+    ) -> Option<WorkerReport<W::Message>> {
+        self.slot.stats.set_state(WorkerState::Failed);
+        rest.extend(self.slot.seal());
+        self.stop(state, Outcome::Failed(reason), rest, WorkerState::Failed)
+    }
+
+    /// Runs `on_stop` (if the state survived), and builds the report with `rest` returned
+    /// unprocessed; `None` (with `rest` dropped and its asks failed) if the pool reported for
+    /// this worker already.
+    fn stop(
+        mut self,
+        state: Option<W::State>,
+        outcome: Outcome,
+        rest: Vec<Envelope<W::Message>>,
+        end: WorkerState,
+    ) -> Option<WorkerReport<W::Message>> {
         if let Some(st) = state {
             let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
             let worker = &mut self.worker;
@@ -431,38 +468,12 @@ impl<W: Worker> Runner<W> {
                 Stats::bump(&self.slot.stats.panics);
             }
         }
-        self.seal(Outcome::Completed, Vec::new(), WorkerState::Stopped)
-    }
-
-    fn fail(self, reason: String, rest: Vec<Envelope<W::Message>>) -> WorkerReport<W::Message> {
-        self.seal(Outcome::Failed(reason), rest, WorkerState::Failed)
-    }
-
-    /// Seals inbox and lanes, keeps every message not handled, and builds the report.
-    fn seal(
-        mut self,
-        outcome: Outcome,
-        rest: Vec<Envelope<W::Message>>,
-        end: WorkerState,
-    ) -> WorkerReport<W::Message> {
-        let mut left = rest;
-        left.extend(self.slot.rx.close_all());
-        self.adopt_lanes();
-        for lane in self.lanes.drain(..) {
-            left.extend(lane.close());
-        }
-        self.unprocessed
-            .extend(left.into_iter().filter_map(Envelope::into_msg));
+        let unprocessed = rest
+            .into_iter()
+            .filter_map(Envelope::into_unprocessed)
+            .collect();
+        let report = self.slot.report(outcome, unprocessed);
         self.slot.stats.set_state(end);
-        let m = self.slot.metrics();
-        WorkerReport {
-            index: self.slot.index,
-            outcome,
-            processed: m.processed,
-            dropped: m.dropped,
-            panics: m.panics,
-            restarts: m.restarts,
-            unprocessed: self.unprocessed,
-        }
+        report
     }
 }

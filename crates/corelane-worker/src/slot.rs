@@ -1,37 +1,22 @@
 //! The shared half of a worker: its inbox, lanes, doorbell, control flags and counters. Senders
 //! (pool handles, producer lanes, other workers' contexts) hold an `Arc<Slot>`; the worker thread
 //! holds one too.
+//!
+//! Who may build the report is decided once ([`Control::report`]): the worker thread when it
+//! ends, or the pool when the worker missed its stop deadline ([`Slot::abandon`]). Both seal the
+//! same way, and the drop ledger ([`DropLedger`]) makes every drop by an overflow policy land
+//! before the report's count, or fail its send.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use corelane_channel::{mpmc, spsc, Builder, Doorbell, TrySendError, WaitStrategy};
 use crossbeam_utils::CachePadded;
 
-use crate::{Error, Overflow, SendError, WorkerConfig};
-
-/// What travels in an inbox or lane.
-pub(crate) enum Envelope<M> {
-    /// A user message.
-    Msg(M),
-    /// A flush marker: answered once everything queued before it is processed.
-    Flush(flume::Sender<()>),
-}
-
-impl<M> Envelope<M> {
-    /// The user message, or `None` after answering a flush marker (a marker that is not going to
-    /// be reached is answered at once: everything before it is processed, dropped or returned).
-    pub(crate) fn into_msg(self) -> Option<M> {
-        match self {
-            Self::Msg(m) => Some(m),
-            Self::Flush(done) => {
-                let _ = done.send(());
-                None
-            }
-        }
-    }
-}
+use crate::envelope::{Asked, Envelope, FlushMarker};
+use crate::runtime::{Outcome, WorkerReport};
+use crate::{Answer, Error, Overflow, Reply, SendError, WorkerConfig};
 
 /// Lifecycle of a worker, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,39 +49,124 @@ impl WorkerState {
     }
 }
 
-/// Counters of one worker. `processed`, `panics`, `restarts` and `state` are written only by the
-/// worker thread; `dropped` by senders that apply a drop policy. All Relaxed: they are statistics,
-/// read as a snapshot.
+/// The count of messages dropped by an overflow policy, linearized with the report.
+///
+/// One word: bit 63 `FINAL` (the report took the count), bits 48..63 the evictions in flight,
+/// bits 0..48 the count. A drop counts itself only while `FINAL` is clear, and fails its send
+/// otherwise (the channel is sealed by then), so every `Ok` send that dropped a message is in the
+/// report's `dropped`. An eviction (`DropOldest`) registers before it pops and counts after, and
+/// the report waits for the registered ones, so a message popped by an eviction is either counted
+/// or still in the queue for the seal. Every access is SeqCst: these are the slow paths.
+#[derive(Debug, Default)]
+pub(crate) struct DropLedger(AtomicU64);
+
+const FINAL: u64 = 1 << 63;
+const EVICTING: u64 = 1 << 48;
+const COUNT_MASK: u64 = EVICTING - 1;
+const EVICTING_MASK: u64 = (FINAL - 1) & !COUNT_MASK;
+
+impl DropLedger {
+    /// Counts one dropped message; `false` once the report has taken the count.
+    fn count(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                (v & FINAL == 0).then_some(v + 1)
+            })
+            .is_ok()
+    }
+
+    /// Registers an eviction about to pop; `false` once the report has taken the count.
+    fn begin_eviction(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                (v & FINAL == 0).then_some(v + EVICTING)
+            })
+            .is_ok()
+    }
+
+    /// Ends a registered eviction, counting the message it dropped, if any.
+    fn end_eviction(&self, dropped: bool) {
+        // One add: +1 for the drop (if any) and -EVICTING for the registration (wrapping).
+        self.0
+            .fetch_add(u64::from(dropped).wrapping_sub(EVICTING), Ordering::SeqCst);
+    }
+
+    /// Whether no eviction is in flight.
+    fn idle(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & EVICTING_MASK == 0
+    }
+
+    /// Closes the ledger and returns the final count, once the evictions in flight are counted.
+    /// Called after the queues are sealed (so an eviction still registered pops at most what the
+    /// seal left: values senders are taking back).
+    fn finish(&self) -> u64 {
+        let mut v = self.0.fetch_or(FINAL, Ordering::SeqCst);
+        while v & EVICTING_MASK != 0 {
+            std::thread::yield_now();
+            v = self.0.load(Ordering::SeqCst);
+        }
+        v & COUNT_MASK
+    }
+
+    /// The count so far (a statistic).
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed) & COUNT_MASK
+    }
+}
+
+/// Counters of one worker. `processed`, `taken`, `panics`, `restarts` and `state` are written
+/// only by the worker thread; `drops` by senders that apply a drop policy. Relaxed, except the
+/// ledger and `state`: they are statistics, read as a snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) processed: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    /// Messages the worker thread took from its queues (written under the lanes lock).
+    taken: AtomicU64,
+    drops: DropLedger,
     pub(crate) panics: AtomicU64,
     pub(crate) restarts: AtomicU64,
-    pub(crate) state: AtomicU8,
+    state: AtomicU8,
 }
 
 impl Stats {
     /// Single-writer increment (the worker thread): a load and a store, no locked RMW.
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Self::add(counter, 1);
+    }
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
     pub(crate) fn set_state(&self, s: WorkerState) {
         self.state.store(s as u8, Ordering::Release);
     }
 }
 
+/// Nobody has built the report yet.
+const REPORT_OPEN: u8 = 0;
+/// The worker thread builds the report (it is on its way to the pool).
+const REPORT_BY_WORKER: u8 = 1;
+/// The pool built it after the worker missed its deadline; the worker thread discards its own.
+const REPORT_ABANDONED: u8 = 2;
+
 /// Requests from outside to the worker thread. Each change is followed by a doorbell ring.
 #[derive(Debug)]
-pub(crate) struct Control<M> {
+pub(crate) struct Control {
     /// Set once by a stop request (or by the worker itself); read by the worker every loop.
     pub(crate) stop: AtomicBool,
     /// The stop deadline, written before `stop` is set (Release) and read after (Acquire).
     pub(crate) deadline: Mutex<Option<Instant>>,
     pub(crate) paused: AtomicBool,
-    /// Lanes created by producer handles, waiting for the worker to adopt them.
-    pub(crate) new_lanes: Mutex<Vec<spsc::Consumer<Envelope<M>>>>,
-    pub(crate) lanes_pending: AtomicBool,
+    /// Who builds the report: `REPORT_OPEN`, then `REPORT_BY_WORKER` or `REPORT_ABANDONED`.
+    report: AtomicU8,
+    /// Set when `evicted_flushes` holds markers for the worker to answer.
+    flushes_pending: AtomicBool,
+}
+
+/// The worker's producer lanes, shared so that a seal by the pool can reach them.
+struct Lanes<M> {
+    active: Vec<spsc::Consumer<Envelope<M>>>,
+    /// No lane may be added: a lane opened now is closed at once (its sends fail).
+    sealed: bool,
 }
 
 /// A snapshot of one worker's counters.
@@ -127,12 +197,15 @@ pub struct Slot<M> {
     pub(crate) core: Option<usize>,
     tx: mpmc::Sender<Envelope<M>>,
     /// Popped by the worker thread, and by `DropOldest` senders to evict (CAS-safe: MPMC).
-    pub(crate) rx: mpmc::Receiver<Envelope<M>>,
+    rx: mpmc::Receiver<Envelope<M>>,
     overflow: Overflow,
     pub(crate) idle: WaitStrategy,
     lane_capacity: usize,
     pub(crate) doorbell: CachePadded<Doorbell>,
-    pub(crate) control: Control<M>,
+    pub(crate) control: Control,
+    lanes: Mutex<Lanes<M>>,
+    /// Flush markers that a `DropOldest` eviction popped: answered by the worker between batches.
+    evicted_flushes: Mutex<Vec<FlushMarker>>,
     pub(crate) stats: CachePadded<Stats>,
 }
 
@@ -143,6 +216,12 @@ impl<M> std::fmt::Debug for Slot<M> {
             .field("core", &self.core)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a send that found its queue full goes next.
+enum Queue<'a, M> {
+    Inbox,
+    Lane(&'a spsc::Producer<Envelope<M>>),
 }
 
 impl<M> Slot<M> {
@@ -169,13 +248,20 @@ impl<M> Slot<M> {
                 stop: AtomicBool::new(false),
                 deadline: Mutex::new(None),
                 paused: AtomicBool::new(false),
-                new_lanes: Mutex::new(Vec::new()),
-                lanes_pending: AtomicBool::new(false),
+                report: AtomicU8::new(REPORT_OPEN),
+                flushes_pending: AtomicBool::new(false),
             },
+            lanes: Mutex::new(Lanes {
+                active: Vec::new(),
+                sealed: false,
+            }),
+            evicted_flushes: Mutex::new(Vec::new()),
             stats: CachePadded::new(Stats::default()),
         };
         Ok((Arc::new(slot), pin))
     }
+
+    // ---- sending ------------------------------------------------------------------------------
 
     /// Sends by the worker's overflow policy (`Block` may wait).
     ///
@@ -184,7 +270,7 @@ impl<M> Slot<M> {
     #[inline]
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
         self.deliver(Envelope::Msg(msg), true)
-            .map_err(|e| e.map(unwrap_msg))
+            .map_err(|e| e.map(Envelope::into_returned))
     }
 
     /// Sends without ever blocking: as [`Slot::send`], but `Block` fails with
@@ -195,22 +281,33 @@ impl<M> Slot<M> {
     #[inline]
     pub fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
         self.deliver(Envelope::Msg(msg), false)
-            .map_err(|e| e.map(unwrap_msg))
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    /// Sends the request `make(reply)` by the worker's overflow policy and returns the answer to
+    /// wait on. If the worker stops before handling it, the answer fails at once with
+    /// [`AskError::Unprocessed`](crate::AskError::Unprocessed).
+    ///
+    /// # Errors
+    /// As [`Slot::send`], with the request handed back.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>> {
+        let (reply, answer) = reply;
+        let env = ask_envelope(make, reply);
+        self.deliver(env, true)
+            .map(|()| answer)
+            .map_err(|e| e.map(Envelope::into_returned))
     }
 
     #[inline]
     fn deliver(&self, env: Envelope<M>, may_block: bool) -> Result<(), SendError<Envelope<M>>> {
-        let result = match self.overflow {
-            Overflow::Block if may_block => self.tx.send(env).map_err(|e| SendError::Closed(e.0)),
-            Overflow::Block | Overflow::Reject => self.tx.try_send(env).map_err(from_try),
-            Overflow::DropNewest => match self.tx.try_send(env) {
-                Err(TrySendError::Full(env)) => {
-                    self.dropped(env);
-                    Ok(())
-                }
-                other => other.map_err(from_try),
-            },
-            Overflow::DropOldest => self.send_evicting(env),
+        let result = match self.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
+            Err(TrySendError::Full(env)) => self.on_full(env, may_block, Queue::Inbox),
         };
         if result.is_ok() {
             self.doorbell.ring();
@@ -218,62 +315,111 @@ impl<M> Slot<M> {
         result
     }
 
+    /// The overflow policy, in one place: what a send whose queue was full does with `env`.
+    #[cold]
+    fn on_full(
+        &self,
+        env: Envelope<M>,
+        may_block: bool,
+        queue: Queue<'_, M>,
+    ) -> Result<(), SendError<Envelope<M>>> {
+        match (self.overflow, queue) {
+            (Overflow::Block, Queue::Inbox) if may_block => {
+                self.tx.send(env).map_err(|e| SendError::Closed(e.0))
+            }
+            (Overflow::Block, Queue::Lane(tx)) if may_block => {
+                tx.send(env).map_err(|e| SendError::Closed(e.0))
+            }
+            (Overflow::Block | Overflow::Reject, _) => Err(SendError::Full(env)),
+            (Overflow::DropOldest, Queue::Inbox) => self.send_evicting(env),
+            // Only the worker pops a lane: `DropOldest` drops the newest there.
+            (Overflow::DropNewest | Overflow::DropOldest, _) => self.drop_new(env),
+        }
+    }
+
+    /// Drops `env` by policy, counted; once the report has its count, hands it back instead.
+    fn drop_new(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
+        if self.stats.drops.count() {
+            drop(env);
+            Ok(())
+        } else {
+            Err(SendError::Closed(env))
+        }
+    }
+
+    /// `DropOldest`: evicts the oldest queued item until `env` fits.
     fn send_evicting(&self, mut env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
         loop {
             match self.tx.try_send(env) {
                 Ok(()) => return Ok(()),
-                Err(TrySendError::Full(back)) => {
-                    env = back;
-                    if let Ok(oldest) = self.rx.try_recv() {
-                        self.dropped(oldest);
-                    }
-                }
                 Err(TrySendError::Disconnected(back)) => return Err(SendError::Closed(back)),
+                Err(TrySendError::Full(back)) => env = back,
             }
+            if !self.stats.drops.begin_eviction() {
+                return Err(SendError::Closed(env));
+            }
+            let dropped = match self.rx.try_recv() {
+                Ok(Envelope::Flush(marker)) => {
+                    self.pass_evicted_flush(marker);
+                    false
+                }
+                Ok(oldest) => {
+                    drop(oldest);
+                    true
+                }
+                Err(_) => false,
+            };
+            self.stats.drops.end_eviction(dropped);
         }
     }
 
-    /// Accounts for an envelope dropped by an overflow policy.
-    fn dropped(&self, env: Envelope<M>) {
-        if env.into_msg().is_some() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// A flush marker is never dropped by a policy: an eviction that pops one hands it to the
+    /// worker, which answers it after its current batch, once no eviction is in flight
+    /// ([`Slot::answer_evicted_flushes`]).
+    fn pass_evicted_flush(&self, marker: FlushMarker) {
+        lock(&self.evicted_flushes).push(marker);
+        // Release pairs with the worker's Acquire swap in `answer_evicted_flushes`.
+        self.control.flushes_pending.store(true, Ordering::Release);
+        self.doorbell.ring();
     }
 
     /// Queues a flush marker (waiting for room whatever the policy); `done` is answered once every
-    /// message queued before it is handled (or dropped/returned).
-    pub(crate) fn flush_marker(&self, done: flume::Sender<()>) {
-        match self.tx.send(Envelope::Flush(done)) {
-            Ok(()) => self.doorbell.ring(),
-            // Closed: nothing queued before the marker will be handled; answer at once.
-            Err(e) => drop(e.0.into_msg()),
+    /// message queued before it is handled or dropped by policy, or told which worker stopped
+    /// first.
+    pub(crate) fn flush_marker(&self, marker: FlushMarker) {
+        // A refused marker is dropped here, which fails its flush.
+        if self.tx.send(Envelope::Flush(marker)).is_ok() {
+            self.doorbell.ring();
         }
     }
 
-    /// A new SPSC lane into this worker, for a single-thread producer handle.
-    pub(crate) fn open_lane(&self) -> Lane<M> {
+    /// A new SPSC lane into this worker, for a single-thread producer handle. Once the worker is
+    /// sealed, the lane comes closed (its sends fail and hand the message back).
+    pub(crate) fn open_lane(self: &Arc<Self>) -> Lane<M> {
         let (tx, rx) = Builder::new(self.lane_capacity)
             .wait_strategy(self.idle)
             .spsc()
             .expect("lane capacity was validated with the inbox's");
-        self.control
-            .new_lanes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(rx);
-        // Release pairs with the worker's Acquire load before it takes the lanes.
-        self.control.lanes_pending.store(true, Ordering::Release);
-        self.doorbell.ring();
-        Lane { tx }
+        let mut lanes = lock(&self.lanes);
+        if lanes.sealed {
+            drop(lanes);
+            drop(rx);
+        } else {
+            lanes.active.push(rx);
+            drop(lanes);
+            self.doorbell.ring();
+        }
+        Lane {
+            tx,
+            slot: self.clone(),
+        }
     }
+
+    // ---- control ------------------------------------------------------------------------------
 
     /// Asks the worker to drain and stop, processing until `deadline` (forever if `None`).
     pub(crate) fn request_stop(&self, deadline: Option<Instant>) {
-        *self
-            .control
-            .deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = deadline;
+        *lock(&self.control.deadline) = deadline;
         // Release pairs with the worker's Acquire load of `stop`.
         self.control.stop.store(true, Ordering::Release);
         self.doorbell.ring();
@@ -299,35 +445,196 @@ impl<M> Slot<M> {
             state: self.state(),
             queued: self.rx.len(),
             processed: s.processed.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
+            dropped: s.drops.get(),
             panics: s.panics.load(Ordering::Relaxed),
             restarts: s.restarts.load(Ordering::Relaxed),
         }
     }
-}
 
-fn unwrap_msg<M>(env: Envelope<M>) -> M {
-    match env {
-        Envelope::Msg(m) => m,
-        Envelope::Flush(_) => unreachable!("user sends only carry messages"),
+    // ---- the worker thread's side -------------------------------------------------------------
+
+    /// Fills `buf` with up to `max` envelopes from the inbox, then the lanes; drops lanes whose
+    /// producer is gone once they are empty. `false` if the pool has abandoned this worker (it
+    /// must take nothing more).
+    pub(crate) fn gather(&self, buf: &mut Vec<Envelope<M>>, max: usize) -> bool {
+        let mut lanes = lock(&self.lanes);
+        if self.control.report.load(Ordering::Relaxed) == REPORT_ABANDONED {
+            return false;
+        }
+        let start = buf.len();
+        let _ = self.rx.try_recv_batch(buf, max);
+        lanes.active.retain(|lane| {
+            let room = max.saturating_sub(buf.len() - start);
+            let got = if room > 0 {
+                lane.try_recv_batch(buf, room)
+            } else {
+                Ok(0)
+            };
+            !matches!(got, Err(corelane_channel::TryRecvError::Disconnected))
+        });
+        self.took(&buf[start..]);
+        true
+    }
+
+    /// Counts the messages among `envs`, just taken by the worker thread (under the lanes lock).
+    fn took(&self, envs: &[Envelope<M>]) {
+        let n = envs.iter().filter(|e| e.is_message()).count();
+        if n > 0 {
+            Stats::add(&self.stats.taken, n as u64);
+        }
+    }
+
+    /// Whether the worker has something to do: for its idle poll. Reads the slot the next
+    /// receive takes (`is_empty`), not the senders' index, so the poll leaves that index's line
+    /// with the senders.
+    pub(crate) fn has_work(&self) -> bool {
+        let c = &self.control;
+        !self.rx.is_empty()
+            || c.stop.load(Ordering::Acquire)
+            || c.paused.load(Ordering::Acquire)
+            || c.flushes_pending.load(Ordering::Acquire)
+            || match self.lanes.try_lock() {
+                Ok(lanes) => lanes.active.iter().any(|l| !l.is_empty()),
+                // Someone is opening a lane or sealing: look again.
+                Err(_) => true,
+            }
+    }
+
+    /// Answers the flush markers evictions handed over. Called between batches: everything the
+    /// worker popped before the marker's position is handled, and once no eviction is in flight
+    /// everything evicted before it is dropped and counted.
+    pub(crate) fn answer_evicted_flushes(&self) {
+        // Acquire pairs with `pass_evicted_flush`'s Release store.
+        if !self.control.flushes_pending.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let markers = std::mem::take(&mut *lock(&self.evicted_flushes));
+        while !self.stats.drops.idle() {
+            std::thread::yield_now();
+        }
+        markers.into_iter().for_each(FlushMarker::reached);
+    }
+
+    /// Seals the inbox and the lanes: from here sends fail and hand their message back. Returns
+    /// what was queued (counted as taken by the worker thread).
+    pub(crate) fn seal(&self) -> Vec<Envelope<M>> {
+        let mut lanes = lock(&self.lanes);
+        let rest = self.seal_locked(&mut lanes);
+        self.took(&rest);
+        rest
+    }
+
+    fn seal_locked(&self, lanes: &mut MutexGuard<'_, Lanes<M>>) -> Vec<Envelope<M>> {
+        lanes.sealed = true;
+        let mut rest = self.rx.close_all();
+        for lane in lanes.active.drain(..) {
+            rest.extend(lane.close());
+        }
+        rest
+    }
+
+    /// The worker thread's report: `None` if the pool built one already ([`Slot::abandon`]).
+    /// The queues must be sealed ([`Slot::seal`]).
+    pub(crate) fn report(&self, outcome: Outcome, unprocessed: Vec<M>) -> Option<WorkerReport<M>> {
+        self.control
+            .report
+            .compare_exchange(
+                REPORT_OPEN,
+                REPORT_BY_WORKER,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .ok()?;
+        let processed = self.stats.processed.load(Ordering::Relaxed);
+        Some(self.build_report(outcome, unprocessed, processed, 0))
+    }
+
+    /// The pool's report of a worker that missed its stop deadline: seals the queues (waking every
+    /// blocked sender with its message), returns what they held, and counts what the worker
+    /// thread still holds (the message in its handler, the rest of its batch) as `abandoned`; the
+    /// thread drops those when it returns, failing their asks. `None` if the worker's own report
+    /// is already on its way.
+    pub fn abandon(&self) -> Option<WorkerReport<M>> {
+        let mut lanes = lock(&self.lanes);
+        self.control
+            .report
+            .compare_exchange(
+                REPORT_OPEN,
+                REPORT_ABANDONED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .ok()?;
+        let mut rest = self.seal_locked(&mut lanes);
+        // Under the lanes lock the worker thread takes nothing, so `taken` is final.
+        let taken = self.stats.taken.load(Ordering::Relaxed);
+        drop(lanes);
+        rest.extend(
+            std::mem::take(&mut *lock(&self.evicted_flushes))
+                .into_iter()
+                .map(Envelope::Flush),
+        );
+        let unprocessed: Vec<M> = rest
+            .into_iter()
+            .filter_map(Envelope::into_unprocessed)
+            .collect();
+        let processed = self.stats.processed.load(Ordering::Relaxed);
+        let abandoned = taken.saturating_sub(processed);
+        Some(self.build_report(Outcome::TimedOut, unprocessed, processed, abandoned))
+    }
+
+    fn build_report(
+        &self,
+        outcome: Outcome,
+        unprocessed: Vec<M>,
+        processed: u64,
+        abandoned: u64,
+    ) -> WorkerReport<M> {
+        let dropped = self.stats.drops.finish();
+        // Markers evictions passed after the worker's last look: their flush fails.
+        drop(std::mem::take(&mut *lock(&self.evicted_flushes)));
+        let s = &self.stats;
+        WorkerReport {
+            index: self.index,
+            outcome,
+            processed,
+            dropped,
+            panics: s.panics.load(Ordering::Relaxed),
+            restarts: s.restarts.load(Ordering::Relaxed),
+            unprocessed,
+            abandoned,
+        }
     }
 }
 
-fn from_try<M>(e: TrySendError<Envelope<M>>) -> SendError<Envelope<M>> {
-    match e {
-        TrySendError::Full(v) => SendError::Full(v),
-        TrySendError::Disconnected(v) => SendError::Closed(v),
-    }
+/// Builds an ask's envelope: the request and the ticket that tells the asker if it is not
+/// handled.
+fn ask_envelope<M, T: Send + 'static>(
+    make: impl FnOnce(Reply<T>) -> M,
+    reply: Reply<T>,
+) -> Envelope<M> {
+    let ticket = reply.ticket();
+    Envelope::Ask(Box::new(Asked {
+        msg: make(reply),
+        ticket,
+    }))
 }
 
-/// A dedicated SPSC lane from one producer handle into one worker.
+/// Locks `m`, ignoring poisoning (no user code runs under these locks).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A dedicated SPSC lane from one producer handle into one worker; holds its worker's slot.
 pub struct Lane<M> {
     tx: spsc::Producer<Envelope<M>>,
+    slot: Arc<Slot<M>>,
 }
 
 impl<M> std::fmt::Debug for Lane<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lane")
+            .field("worker", &self.slot.index)
             .field("queued", &self.tx.len())
             .finish()
     }
@@ -336,24 +643,42 @@ impl<M> std::fmt::Debug for Lane<M> {
 impl<M> Lane<M> {
     /// Sends by the worker's policy (`DropOldest` acts as `DropNewest`: only the worker pops a
     /// lane).
+    ///
+    /// # Errors
+    /// As [`Slot::send`].
     #[inline]
-    pub fn send(&self, slot: &Slot<M>, msg: M, may_block: bool) -> Result<(), SendError<M>> {
-        let env = Envelope::Msg(msg);
-        let result = match slot.overflow {
-            Overflow::Block if may_block => self.tx.send(env).map_err(|e| SendError::Closed(e.0)),
-            Overflow::Block | Overflow::Reject => self.tx.try_send(env).map_err(from_try),
-            Overflow::DropNewest | Overflow::DropOldest => match self.tx.try_send(env) {
-                Err(TrySendError::Full(env)) => {
-                    slot.dropped(env);
-                    Ok(())
-                }
-                other => other.map_err(from_try),
-            },
+    pub fn send(&self, msg: M, may_block: bool) -> Result<(), SendError<M>> {
+        self.deliver(Envelope::Msg(msg), may_block)
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    /// As [`Slot::ask`], through this lane.
+    ///
+    /// # Errors
+    /// As [`Slot::send`], with the request handed back.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>> {
+        let (reply, answer) = reply;
+        self.deliver(ask_envelope(make, reply), true)
+            .map(|()| answer)
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    #[inline]
+    fn deliver(&self, env: Envelope<M>, may_block: bool) -> Result<(), SendError<Envelope<M>>> {
+        let slot = &*self.slot;
+        let result = match self.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
+            Err(TrySendError::Full(env)) => slot.on_full(env, may_block, Queue::Lane(&self.tx)),
         };
         if result.is_ok() {
             slot.doorbell.ring();
         }
-        result.map_err(|e| e.map(unwrap_msg))
+        result
     }
 
     /// Publishes every message of `batch` (oldest first) by the worker's policy, with one index
@@ -367,21 +692,21 @@ impl<M> Lane<M> {
     /// in order.
     pub fn send_batch(
         &self,
-        slot: &Slot<M>,
         batch: &mut LaneBatch<M>,
         may_block: bool,
     ) -> Result<(), SendError<Vec<M>>> {
+        let slot = &*self.slot;
         let wait = may_block && matches!(slot.overflow, Overflow::Block);
-        let result = loop {
+        let closed = loop {
             match self.tx.try_send_batch(&mut batch.envs) {
-                Err(_) => break Err(()),
+                Err(_) => break true,
                 // Ring after every run published: the worker may have looked at this lane just
                 // before it and gone to sleep on its doorbell.
                 Ok(n) if n > 0 => slot.doorbell.ring(),
                 Ok(_) => {}
             }
             if batch.envs.is_empty() || !wait {
-                break Ok(());
+                break false;
             }
             // The lane is full: wait for room by sending the oldest message left on its own
             // (a blocking send of one), ring, and go on with the rest.
@@ -390,33 +715,57 @@ impl<M> Lane<M> {
                 Ok(()) => slot.doorbell.ring(),
                 Err(e) => {
                     batch.envs.insert(0, e.0);
-                    break Err(());
+                    break true;
                 }
             }
         };
-        let envs = &mut batch.envs;
-        match result {
-            Err(()) => Err(SendError::Closed(envs.drain(..).map(unwrap_msg).collect())),
-            Ok(()) if envs.is_empty() => Ok(()),
-            Ok(()) => match slot.overflow {
-                Overflow::DropNewest | Overflow::DropOldest => {
-                    envs.drain(..).for_each(|env| slot.dropped(env));
-                    Ok(())
+        let envs = std::mem::take(&mut batch.envs);
+        if closed {
+            return Err(SendError::Closed(returned(envs)));
+        }
+        self.overflow_rest(envs)
+    }
+
+    /// What a batch publish does with the messages that did not fit, by the worker's policy.
+    fn overflow_rest(&self, envs: Vec<Envelope<M>>) -> Result<(), SendError<Vec<M>>> {
+        if envs.is_empty() {
+            return Ok(());
+        }
+        let mut refused = Vec::new();
+        let mut full = false;
+        for env in envs {
+            match self.slot.on_full(env, false, Queue::Lane(&self.tx)) {
+                Ok(()) => {}
+                Err(SendError::Full(env)) => {
+                    full = true;
+                    refused.push(env);
                 }
-                Overflow::Block | Overflow::Reject => {
-                    Err(SendError::Full(envs.drain(..).map(unwrap_msg).collect()))
-                }
-            },
+                Err(e) => refused.push(e.into_inner()),
+            }
+        }
+        match (refused.is_empty(), full) {
+            (true, _) => Ok(()),
+            (false, true) => Err(SendError::Full(returned(refused))),
+            (false, false) => Err(SendError::Closed(returned(refused))),
         }
     }
 
-    /// Queues a flush marker on this lane.
-    pub fn flush_marker(&self, slot: &Slot<M>, done: flume::Sender<()>) {
-        match self.tx.send(Envelope::Flush(done)) {
-            Ok(()) => slot.doorbell.ring(),
-            Err(e) => drop(e.0.into_msg()),
+    /// Queues a flush marker on this lane (waiting for room whatever the policy).
+    pub(crate) fn flush_marker(&self, marker: FlushMarker) {
+        // A refused marker is dropped here, which fails its flush.
+        if self.tx.send(Envelope::Flush(marker)).is_ok() {
+            self.slot.doorbell.ring();
         }
     }
+
+    /// The slot of the worker this lane feeds.
+    pub fn slot(&self) -> &Arc<Slot<M>> {
+        &self.slot
+    }
+}
+
+fn returned<M>(envs: Vec<Envelope<M>>) -> Vec<M> {
+    envs.into_iter().map(Envelope::into_returned).collect()
 }
 
 /// Messages a batching producer holds for one lane until [`Lane::send_batch`] publishes them.
@@ -444,6 +793,17 @@ impl<M> LaneBatch<M> {
     pub fn push(&mut self, msg: M) -> usize {
         self.envs.push(Envelope::Msg(msg));
         self.envs.len()
+    }
+    /// Appends the request `make(reply)` of an ask and returns the answer to wait on once the
+    /// batch is published.
+    pub fn push_ask<T: Send + 'static>(
+        &mut self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Answer<T> {
+        let (reply, answer) = reply;
+        self.envs.push(ask_envelope(make, reply));
+        answer
     }
     /// How many messages wait in the batch.
     pub fn len(&self) -> usize {
