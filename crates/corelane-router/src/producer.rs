@@ -27,11 +27,7 @@ impl<W: Worker, P> std::fmt::Debug for Producer<W, P> {
 
 impl<W: Worker, P> Producer<W, P> {
     pub(crate) fn new(peers: Arc<Peers<W::Message>>, partitioner: Arc<P>) -> Self {
-        let lanes = peers
-            .slots()
-            .iter()
-            .map(internal::open_lane)
-            .collect();
+        let lanes = peers.slots().iter().map(internal::open_lane).collect();
         Self { lanes, partitioner }
     }
 

@@ -164,14 +164,33 @@ pub trait Worker: Send + Sized + 'static {
     }
 }
 
-/// The ids of the machine's online cores (for `with_cpu_affinity`).
+/// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
 ///
-/// On Linux this is `/sys/devices/system/cpu/online`, not the calling thread's affinity mask, so
-/// a pool built from a thread that is itself pinned still sees every core. Elsewhere it falls back
-/// to the calling thread's mask (`core_affinity`).
+/// This is the process's CPU affinity mask (what `taskset` or a cgroup cpuset allows), read once,
+/// at the first call, and kept: pinning a worker later does not change it. On Linux it is the
+/// `Cpus_allowed_list` of `/proc/self/status` (the main thread's mask, so a pool built from a
+/// thread that is itself pinned still sees every allowed core), restricted to the online cores.
+/// Elsewhere it is the calling thread's mask at the first call (`core_affinity`): call it before
+/// pinning anything.
 pub fn available_cores() -> Vec<usize> {
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
-    if let Some(cores) = online.as_deref().and_then(parse_cpu_list) {
+    static CORES: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CORES.get_or_init(read_available_cores).clone()
+}
+
+fn read_available_cores() -> Vec<usize> {
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .and_then(parse_cpu_list)
+        });
+    if let Some(mut cores) = allowed {
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok();
+        if let Some(online) = online.as_deref().and_then(parse_cpu_list) {
+            cores.retain(|c| online.contains(c));
+        }
         return cores;
     }
     core_affinity::get_core_ids()
@@ -197,6 +216,36 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
 
 #[cfg(test)]
 mod tests {
+    /// Run under `taskset -c 0` by [`available_cores_follow_the_process_mask`].
+    #[test]
+    fn child_reports_available_cores() {
+        if let Ok(want) = std::env::var("CORELANE_EXPECT_CORES") {
+            assert_eq!(format!("{:?}", super::available_cores()), want);
+        }
+    }
+
+    #[test]
+    fn available_cores_follow_the_process_mask() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(exe)
+            .args([
+                "--exact",
+                "tests::child_reports_available_cores",
+                "--nocapture",
+            ])
+            .env("CORELANE_EXPECT_CORES", "[0]")
+            .output()
+            .expect("taskset (util-linux) runs the test binary");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "under taskset -c 0: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn cpu_lists_parse() {
         assert_eq!(

@@ -58,7 +58,9 @@ pub use corelane_worker::{
     SendError, Worker, WorkerConfig,
 };
 
-/// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.
+/// The ids of the cores this process may run on (for `with_cpu_affinity`): its CPU affinity
+/// mask, read once at the first call, before any worker is pinned; empty if unknown. See
+/// [`worker::available_cores`].
 pub fn available_cores() -> Vec<usize> {
     corelane_worker::available_cores()
 }
