@@ -119,14 +119,20 @@ fn a_timed_shutdown_wakes_a_sender_blocked_on_a_lane_and_hands_its_message_back(
     until_taken(&pool);
     let producer = pool.producer();
     producer.send_to(0, M::Tag).unwrap(); // fills the lane
-    let blocked = thread::spawn(move || {
+    let (blocked_tx, blocked) = mpsc::channel();
+    thread::spawn(move || {
         let r = producer.send_to(0, M::Tag);
-        (Instant::now(), matches!(r, Err(SendError::Closed(M::Tag))))
+        let _ = blocked_tx.send((Instant::now(), matches!(r, Err(SendError::Closed(M::Tag)))));
     });
     thread::sleep(Duration::from_millis(20));
     let start = Instant::now();
-    let report = pool.shutdown_timeout(Duration::from_millis(1)).unwrap();
-    let (woke, handed_back) = blocked.join().unwrap();
+    let report = within(Duration::from_secs(5), move || {
+        pool.shutdown_timeout(Duration::from_millis(1)).unwrap()
+    })
+    .expect("a timed shutdown returns");
+    let (woke, handed_back) = blocked
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the blocked sender wakes");
     assert!(
         handed_back,
         "the blocked send returns Closed with its message"
@@ -156,21 +162,27 @@ fn an_ask_behind_a_stuck_handler_fails_promptly_after_a_timed_shutdown() {
         pool.send_to(0, M::Sleep(Duration::from_secs(1))).unwrap();
     }
     let asker = pool.clone();
-    let ask = thread::spawn(move || {
+    let (ask_tx, ask) = mpsc::channel();
+    thread::spawn(move || {
         let r = asker.ask(&0u64, M::Get);
-        (Instant::now(), r)
+        let _ = ask_tx.send((Instant::now(), r));
     });
     while pool.metrics().workers[0].queued < 21 {
         thread::sleep(Duration::from_millis(1));
     }
     let start = Instant::now();
-    let report = pool.shutdown_timeout(Duration::from_millis(1)).unwrap();
+    let report = within(Duration::from_secs(5), move || {
+        pool.shutdown_timeout(Duration::from_millis(1)).unwrap()
+    })
+    .expect("a timed shutdown returns");
     assert!(
         start.elapsed() < Duration::from_millis(500),
         "{:?}",
         start.elapsed()
     );
-    let (failed_at, r) = ask.join().unwrap();
+    let (failed_at, r) = ask
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the ask returns");
     assert!(matches!(r, Err(AskError::Unprocessed)), "{r:?}");
     assert!(failed_at.duration_since(start) < Duration::from_millis(500));
     let w = &report.workers[0];
