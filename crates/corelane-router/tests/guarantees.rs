@@ -298,3 +298,53 @@ fn drop_policies_count_only_what_the_report_counts() {
         assert_eq!(late.metrics().total().dropped, report.dropped());
     }
 }
+
+/// Floods of drops racing a shutdown: every `Ok` send is in the report (a drop counted after the
+/// report took its count would make `Ok` sends exceed `accepted`).
+#[test]
+fn drops_racing_a_shutdown_balance() {
+    let rounds = if cfg!(debug_assertions) { 12 } else { 40 };
+    for round in 0..rounds {
+        let overflow = [Overflow::DropNewest, Overflow::DropOldest][round % 2];
+        let lanes = round % 4 >= 2;
+        let pool = Pool::builder()
+            .workers(4)
+            .worker_config(move |_| {
+                WorkerConfig::new()
+                    .with_queue_capacity(4)
+                    .with_overflow(overflow)
+            })
+            .spawn(|_| W)
+            .unwrap();
+        let clients: Vec<_> = (0..3u64)
+            .map(|c| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    let producer = pool.producer();
+                    let mut ok = 0u64;
+                    for i in 0..100_000u64 {
+                        let key = i.wrapping_mul(31) ^ c;
+                        let r = if lanes {
+                            producer.send_partitioned(&key, M::Tag)
+                        } else {
+                            pool.send_partitioned(&key, M::Tag)
+                        };
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(_) => break,
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(2));
+        let report = pool.shutdown().unwrap();
+        let ok: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(
+            ok,
+            report.accepted(),
+            "round {round} ({overflow:?}, lanes: {lanes}): Ok sends against the report"
+        );
+    }
+}

@@ -174,6 +174,9 @@ struct Plan {
 impl Plan {
     fn draw(seed: u64) -> Self {
         let mut r = Rng(seed);
+        if r.chance(25) {
+            return Self::flood(&mut r);
+        }
         let clients = (0..1 + r.below(3))
             .map(|_| match r.below(3) {
                 0 => Path::Pool,
@@ -208,6 +211,31 @@ impl Plan {
             try_send: r.chance(20),
             shutdown_after_us: r.pick(&[0, 100, 2_000, 20_000, 200_000]),
             timeout_us: r.chance(60).then(|| r.pick(&[0, 1_000, 5_000])),
+        }
+    }
+}
+
+impl Plan {
+    /// Clients flooding tiny queues under a drop policy while the shutdown runs: a drop counted
+    /// after the report took its count shows here.
+    fn flood(r: &mut Rng) -> Self {
+        Self {
+            workers: 4,
+            capacity: 4,
+            batch_size: 64,
+            overflow: r.pick(&[Overflow::DropNewest, Overflow::DropOldest]),
+            restart: RestartPolicy::default(),
+            clients: (0..3)
+                .map(|_| r.pick(&[Path::Pool, Path::Lanes, Path::Batching(16)]))
+                .collect(),
+            per_client: 100_000,
+            panic_every: None,
+            sleep_every: None,
+            ask_every: usize::MAX,
+            flush_every: usize::MAX,
+            try_send: false,
+            shutdown_after_us: r.pick(&[500, 2_000, 5_000]),
+            timeout_us: r.chance(30).then_some(1_000),
         }
     }
 }
