@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::resp::{parse, Parsed, Resp};
-use crate::shard::{not_an_integer, parse_int, Op, Req, SetCond, Store};
+use crate::resp::{string2ll, Parsed, Parser, Resp};
+use crate::shard::{not_an_integer, parse_int, ExpireCond, Op, Req, SetCond, SetTtl, Store};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -191,8 +191,7 @@ impl Server {
     /// # Errors
     /// Binding or pool errors.
     pub fn start(cfg: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let listener = std::net::TcpListener::bind(cfg.addr)?;
-        listener.set_nonblocking(true)?;
+        let listener = listen(cfg.addr)?;
         let addr = listener.local_addr()?;
         let cores = corelane::available_cores();
         let (pin, queue, max_bulk, started) = (cfg.pin, cfg.queue, cfg.max_bulk, Instant::now());
@@ -253,6 +252,25 @@ impl Drop for Server {
     }
 }
 
+/// Redis' default `tcp-backlog`: connections the kernel queues before `accept`.
+const BACKLOG: i32 = 511;
+
+/// A non-blocking listener on `addr` with redis' backlog (std's `bind` uses 128, which turned
+/// bursts of connects into one-second SYN retries).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// How long the accept loop pauses after a failed accept (out of file descriptors, say): the
+/// pending connection stays queued, and retrying at once would spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Accepts until `stop`, handing each connection to the next shard in turn.
 async fn accept_loop(
     listener: std::net::TcpListener,
@@ -264,7 +282,12 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        _ = stop.changed() => return,
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let Ok(stream) = stream.into_std() else { continue };
                 // A refused hand-off (a stopped shard) drops the stream: the client sees the close.
@@ -321,28 +344,31 @@ impl Drop for Alive {
 /// there instead of crossing threads. A client spread over the keyspace never qualifies.
 const MIGRATE_AFTER: u32 = 4;
 
-/// One client: read what it sent, parse every complete command, run its shard operations
-/// ([`submit`]), then assemble and write the answers in order. `rbuf` holds bytes already read
-/// (by the shard this connection moved from).
-async fn connection(mut stream: TcpStream, mut rbuf: Vec<u8>, front: Rc<Front>) {
+/// At most this many commands of one read are run before their replies are written: a
+/// pipeline's replies are built and sent a chunk at a time, so a client that does not read its
+/// replies stalls its own connection (nothing more is parsed) instead of growing its buffers.
+const CHUNK: usize = 128;
+
+/// Buffers larger than this are shrunk back once they are empty (after a large request or reply).
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// One client: read what it sent, parse up to [`CHUNK`] complete commands, run their shard
+/// operations ([`submit`]), then assemble and write the answers in order. `rbuf` holds bytes
+/// already read (by the shard this connection moved from).
+async fn connection(mut stream: TcpStream, rbuf: Vec<u8>, front: Rc<Front>) {
     let alive = Alive::new(front);
     let front = &alive.0;
     let mut stop = front.stop.subscribe();
-    rbuf.reserve(16 * 1024);
-    let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut batch = Batch::new(front.shards());
-    let mut plans = Vec::new();
-    // (shard, how many reads in a row went only to it)
-    let mut streak = (front.me, 0);
-    let mut unread = !rbuf.is_empty();
+    let mut conn = Conn::new(front, rbuf);
     loop {
-        if !std::mem::take(&mut unread) {
+        if !std::mem::take(&mut conn.unread) {
             // Draining: what was read is answered (above); nothing new is read.
             if *stop.borrow_and_update() {
                 return;
             }
+            conn.reserve_for_bulk();
             let read = tokio::select! {
-                r = stream.read_buf(&mut rbuf) => r,
+                r = stream.read_buf(&mut conn.rbuf) => r,
                 _ = stop.changed() => return,
             };
             match read {
@@ -350,62 +376,141 @@ async fn connection(mut stream: TcpStream, mut rbuf: Vec<u8>, front: Rc<Front>) 
                 Ok(_) => {}
             }
         }
-        let mut used = 0;
-        let mut close = false;
-        loop {
-            match parse(&rbuf[used..], front.max_bulk) {
-                Parsed::Command(args, n) => {
-                    used += n;
-                    if args.is_empty() {
-                        continue;
-                    }
-                    let quit = args[0].eq_ignore_ascii_case(b"quit");
-                    plans.push(plan(front, &mut batch, args));
-                    if quit {
-                        close = true;
-                        break;
-                    }
-                }
-                Parsed::Incomplete => break,
-                Parsed::Error(msg) => {
-                    plans.push(Plan::Ready(Resp::Error(msg)));
-                    close = true;
-                    break;
-                }
-            }
+        let close = conn.parse_chunk(front);
+        let streak = conn.streak(front);
+        let mut results = submit(front, &mut conn.batch).await;
+        for p in conn.plans.drain(..) {
+            p.resolve(front, &mut results).write(&mut conn.wbuf);
         }
-        rbuf.drain(..used);
-        streak = match batch.only_shard() {
-            Some(shard) if shard != front.me && shard == streak.0 => (shard, streak.1 + 1),
-            Some(shard) if shard != front.me => (shard, 1),
-            _ => (front.me, 0),
-        };
-        let mut results = submit(front, &mut batch).await;
-        for p in plans.drain(..) {
-            p.resolve(front, &mut results).write(&mut wbuf);
-        }
-        if stream.write_all(&wbuf).await.is_err() {
+        if stream.write_all(&conn.wbuf).await.is_err() {
             return;
         }
-        wbuf.clear();
+        conn.wbuf.clear();
+        conn.shrink();
         if close {
             let _ = stream.shutdown().await;
             return;
         }
-        if streak.1 >= MIGRATE_AFTER {
+        if streak >= MIGRATE_AFTER {
             // Every answer is written: nothing of this connection is in flight. Hand the socket
             // and its unparsed bytes to the shard its keys live on; if that fails, stay.
             let Ok(std) = stream.into_std() else { return };
-            match front.outbox.send_to(streak.0, Req::Serve(std, rbuf)) {
+            match front.outbox.send_to(
+                conn.streak.0,
+                Req::Serve(std, std::mem::take(&mut conn.rbuf)),
+            ) {
                 Ok(()) => return,
                 Err(e) => match e.into_inner() {
                     Req::Serve(std, back) => match TcpStream::from_std(std) {
-                        Ok(s) => (stream, rbuf, streak) = (s, back, (front.me, 0)),
+                        Ok(s) => {
+                            stream = s;
+                            conn.rbuf = back;
+                            conn.streak = (front.me, 0);
+                        }
                         Err(_) => return,
                     },
                     _ => unreachable!("the message handed back is the one sent"),
                 },
             }
+        }
+    }
+}
+
+/// A connection's buffers and parsing state.
+struct Conn {
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    parser: Parser,
+    batch: Batch,
+    plans: Vec<Plan>,
+    /// (shard, how many reads in a row went only to it)
+    streak: (usize, u32),
+    /// `rbuf` may hold complete commands not parsed yet: parse before reading.
+    unread: bool,
+}
+
+impl Conn {
+    fn new(front: &Front, mut rbuf: Vec<u8>) -> Self {
+        let unread = !rbuf.is_empty();
+        rbuf.reserve(16 * 1024);
+        Self {
+            rbuf,
+            wbuf: Vec::with_capacity(16 * 1024),
+            parser: Parser::new(front.max_bulk),
+            batch: Batch::new(front.shards()),
+            plans: Vec::new(),
+            streak: (front.me, 0),
+            unread,
+        }
+    }
+
+    /// Makes room for the whole bulk string the parser waits for, so a large value is read
+    /// into place without repeated reallocation.
+    fn reserve_for_bulk(&mut self) {
+        if let Some(len) = self.parser.awaited_bulk(&self.rbuf) {
+            let want = (len + 64).min(self.parser_limit());
+            self.rbuf.reserve(want.saturating_sub(self.rbuf.len()));
+        }
+    }
+
+    /// The most a single reservation may ask for (a client's claimed length is not trusted past
+    /// a few megabytes before the bytes arrive).
+    fn parser_limit(&self) -> usize {
+        self.rbuf.len() + 8 * 1024 * 1024
+    }
+
+    /// Parses up to [`CHUNK`] commands from `rbuf` into plans; `true` if the connection must
+    /// close after answering them (`QUIT`, a protocol error).
+    fn parse_chunk(&mut self, front: &Front) -> bool {
+        let mut used = 0;
+        let mut commands = 0;
+        let close = loop {
+            if commands == CHUNK {
+                self.unread = true;
+                break false;
+            }
+            let (parsed, n) = self.parser.parse(&self.rbuf[used..]);
+            used += n;
+            match parsed {
+                Parsed::Command(args) => {
+                    commands += 1;
+                    let quit = args[0].eq_ignore_ascii_case(b"quit");
+                    self.plans.push(plan(front, &mut self.batch, args));
+                    if quit {
+                        break true;
+                    }
+                }
+                Parsed::Incomplete if n > 0 => {}
+                Parsed::Incomplete => break false,
+                Parsed::Error(msg) => {
+                    self.plans.push(Plan::Ready(Resp::Error(msg)));
+                    break true;
+                }
+            }
+        };
+        self.rbuf.drain(..used);
+        close
+    }
+
+    /// Updates the run of reads whose keys all live on one other shard; returns its length.
+    fn streak(&mut self, front: &Front) -> u32 {
+        self.streak = match self.batch.only_shard() {
+            Some(shard) if shard != front.me && shard == self.streak.0 => {
+                (shard, self.streak.1 + 1)
+            }
+            Some(shard) if shard != front.me => (shard, 1),
+            _ => (front.me, 0),
+        };
+        self.streak.1
+    }
+
+    /// Gives back the memory of a large request or reply once it is done.
+    fn shrink(&mut self) {
+        if self.wbuf.capacity() > KEEP_BUFFER {
+            self.wbuf = Vec::with_capacity(16 * 1024);
+        }
+        if self.rbuf.capacity() > KEEP_BUFFER && self.rbuf.len() < KEEP_BUFFER / 4 {
+            self.rbuf.shrink_to(16 * 1024);
         }
     }
 }
@@ -736,43 +841,152 @@ fn arity(name: &str) -> Option<i32> {
     })
 }
 
-fn unknown_command(args: &[Vec<u8>]) -> Resp {
-    let rest: String = args[1..]
-        .iter()
-        .map(|a| format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])))
-        .collect();
-    Resp::err(format!(
-        "unknown command '{}', with args beginning with: {rest}",
-        String::from_utf8_lossy(&args[0][..args[0].len().min(128)])
-    ))
+/// The bytes of `b` before its first NUL: what a C `%s` prints of it, as redis does.
+fn cstr(b: &[u8]) -> &[u8] {
+    &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
 }
 
-/// Parses `SET key value [NX|XX] [EX s|PX ms]` options the way redis 7 does.
-fn set_options(args: &[Vec<u8>]) -> Result<(Option<Duration>, SetCond), Resp> {
-    let (mut ttl, mut cond) = (None, SetCond::Always);
+/// Whether `arg`, read as a C string, is `name` ignoring ASCII case (`strcasecmp`).
+fn is(arg: &[u8], name: &str) -> bool {
+    cstr(arg).eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// Redis' reply to an unknown command: the name and the first arguments, each cut so that the
+/// list stays within 128 bytes.
+fn unknown_command(args: &[Vec<u8>]) -> Resp {
+    let mut rest = Vec::new();
+    for arg in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let (arg, budget) = (cstr(arg), 128 - rest.len());
+        rest.push(b'\'');
+        rest.extend_from_slice(&arg[..arg.len().min(budget)]);
+        rest.extend_from_slice(b"' ");
+    }
+    let name = cstr(&args[0]);
+    let mut msg = b"unknown command '".to_vec();
+    msg.extend_from_slice(&name[..name.len().min(128)]);
+    msg.extend_from_slice(b"', with args beginning with: ");
+    msg.extend_from_slice(&rest);
+    Resp::err(msg)
+}
+
+/// The current Unix time in milliseconds, the base redis checks expiry overflow against.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn invalid_expire(command: &str) -> Resp {
+    Resp::err(format!("invalid expire time in '{command}' command"))
+}
+
+/// Parses `SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]` the way redis 7.0 does: every
+/// option first (a repeated `EX` or `PX` replaces the earlier one), then the expire time.
+fn set_options(args: &[Vec<u8>]) -> Result<(SetTtl, SetCond, bool), Resp> {
+    let (mut cond, mut get, mut keep) = (SetCond::Always, false, false);
+    // (in seconds, the time's argument)
+    let mut expire: Option<(bool, &[u8])> = None;
     let mut i = 3;
     while i < args.len() {
-        let opt = args[i].to_ascii_lowercase();
-        match opt.as_slice() {
-            b"nx" if cond != SetCond::Xx => cond = SetCond::Nx,
-            b"xx" if cond != SetCond::Nx => cond = SetCond::Xx,
-            b"ex" | b"px" if ttl.is_none() && i + 1 < args.len() => {
+        let (opt, next) = (&args[i], args.get(i + 1));
+        match next {
+            _ if is(opt, "nx") && cond != SetCond::Xx => cond = SetCond::Nx,
+            _ if is(opt, "xx") && cond != SetCond::Nx => cond = SetCond::Xx,
+            _ if is(opt, "get") => get = true,
+            _ if is(opt, "keepttl") && expire.is_none() => keep = true,
+            Some(t) if is(opt, "ex") && !keep && !matches!(expire, Some((false, _))) => {
+                expire = Some((true, t));
                 i += 1;
-                let n = parse_int(&args[i]).ok_or_else(not_an_integer)?;
-                if n <= 0 || (opt == b"ex" && n > i64::MAX / 1000) {
-                    return Err(Resp::err("invalid expire time in 'set' command"));
-                }
-                ttl = Some(if opt == b"ex" {
-                    Duration::from_secs(n as u64)
-                } else {
-                    Duration::from_millis(n as u64)
-                });
+            }
+            Some(t) if is(opt, "px") && !keep && !matches!(expire, Some((true, _))) => {
+                expire = Some((false, t));
+                i += 1;
             }
             _ => return Err(Resp::err("syntax error")),
         }
         i += 1;
     }
-    Ok((ttl, cond))
+    let ttl = match expire {
+        None if keep => SetTtl::Keep,
+        None => SetTtl::Clear,
+        Some((secs, time)) => {
+            let n = string2ll(time).ok_or_else(not_an_integer)?;
+            if n <= 0 || (secs && n > i64::MAX / 1000) {
+                return Err(invalid_expire("set"));
+            }
+            let ms = if secs { n * 1000 } else { n };
+            if ms.checked_add(unix_ms()).is_none() {
+                return Err(invalid_expire("set"));
+            }
+            SetTtl::For(Duration::from_millis(ms as u64))
+        }
+    };
+    Ok((ttl, cond, get))
+}
+
+/// Parses `EXPIRE key seconds [NX|XX|GT|LT]` the way redis 7.0 does: the options, then the
+/// time, checked against overflow. Returns the time in milliseconds from now.
+fn expire_options(args: &[Vec<u8>]) -> Result<(i64, ExpireCond), Resp> {
+    let mut cond = ExpireCond::default();
+    for opt in &args[3..] {
+        match () {
+            _ if is(opt, "nx") => cond.nx = true,
+            _ if is(opt, "xx") => cond.xx = true,
+            _ if is(opt, "gt") => cond.gt = true,
+            _ if is(opt, "lt") => cond.lt = true,
+            _ => {
+                let mut msg = b"Unsupported option ".to_vec();
+                msg.extend_from_slice(cstr(opt));
+                return Err(Resp::err(msg));
+            }
+        }
+    }
+    if cond.nx && (cond.xx || cond.gt || cond.lt) {
+        return Err(Resp::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if cond.gt && cond.lt {
+        return Err(Resp::err(
+            "GT and LT options at the same time are not compatible",
+        ));
+    }
+    let secs = string2ll(&args[2]).ok_or_else(not_an_integer)?;
+    if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&secs) {
+        return Err(invalid_expire("expire"));
+    }
+    let ms = secs * 1000;
+    if ms > i64::MAX - unix_ms() {
+        return Err(invalid_expire("expire"));
+    }
+    Ok((ms, cond))
+}
+
+/// The commands this server implements (what `COMMAND COUNT` counts).
+const COMMANDS: &[&str] = &[
+    "append", "command", "dbsize", "decr", "decrby", "del", "echo", "exists", "expire", "flushall",
+    "get", "incr", "incrby", "info", "mget", "mset", "ping", "quit", "set", "strlen", "ttl",
+];
+
+/// `COMMAND [COUNT]`.
+fn command(args: &[Vec<u8>]) -> Resp {
+    match args.get(1) {
+        None => Resp::Array(Vec::new()),
+        Some(sub) if is(sub, "count") && args.len() == 2 => Resp::Int(COMMANDS.len() as i64),
+        Some(sub) if is(sub, "count") => {
+            Resp::err("wrong number of arguments for 'command|count' command")
+        }
+        Some(sub) => {
+            let sub = cstr(sub);
+            let mut msg = b"unknown subcommand '".to_vec();
+            msg.extend_from_slice(&sub[..sub.len().min(128)]);
+            msg.extend_from_slice(b"'. Try COMMAND HELP.");
+            Resp::err(msg)
+        }
+    }
 }
 
 /// Validates one command and adds its shard operations to `batch`.
@@ -809,7 +1023,7 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
         }),
         "echo" => Plan::Ready(Resp::Bulk(Some(args.swap_remove(1)))),
         "quit" => Plan::Ready(Resp::Simple("OK")),
-        "command" => Plan::Ready(Resp::Array(Vec::new())),
+        "command" => Plan::Ready(command(&args)),
         "get" => one(Op::Get(key(&mut args))),
         "strlen" => one(Op::Strlen(key(&mut args))),
         "ttl" => one(Op::Ttl(key(&mut args))),
@@ -831,7 +1045,7 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
         }
         "set" => match set_options(&args) {
             Err(e) => Plan::Ready(e),
-            Ok((ttl, cond)) => {
+            Ok((ttl, cond, get)) => {
                 args.truncate(3);
                 let val = args.pop().expect("arity checked");
                 one(Op::Set {
@@ -839,21 +1053,14 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
                     val,
                     ttl,
                     cond,
+                    get,
                 })
             }
         },
-        "expire" => {
-            if n > 3 {
-                return Plan::Ready(Resp::err(format!(
-                    "Unsupported option {}",
-                    String::from_utf8_lossy(&args[3])
-                )));
-            }
-            match parse_int(&args[2]) {
-                None => Plan::Ready(not_an_integer()),
-                Some(secs) => one(Op::Expire(key(&mut args), secs)),
-            }
-        }
+        "expire" => match expire_options(&args) {
+            Err(e) => Plan::Ready(e),
+            Ok((in_ms, cond)) => one(Op::Expire(key(&mut args), in_ms, cond)),
+        },
         "del" | "exists" => {
             let del = name == "del";
             let slots = by_shard(front, args.split_off(1))

@@ -20,21 +20,47 @@ pub enum SetCond {
     Xx,
 }
 
+/// What a `SET` does to the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTtl {
+    /// Clears it.
+    Clear,
+    /// Sets it to this long from now.
+    For(Duration),
+    /// Keeps it (`KEEPTTL`).
+    Keep,
+}
+
+/// `EXPIRE`'s conditions on the key's current expiry (`XX` combines with `GT` or `LT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpireCond {
+    /// Only if it has none (`NX`).
+    pub nx: bool,
+    /// Only if it has one (`XX`).
+    pub xx: bool,
+    /// Only if the new one is later (`GT`; no expiry counts as infinite).
+    pub gt: bool,
+    /// Only if the new one is sooner (`LT`; no expiry counts as infinite).
+    pub lt: bool,
+}
+
 /// One operation on one shard.
 #[derive(Debug)]
 pub enum Op {
     /// `GET key`
     Get(Vec<u8>),
-    /// `SET key value [EX s|PX ms] [NX|XX]`
+    /// `SET key value [NX|XX] [GET] [EX s|PX ms|KEEPTTL]`
     Set {
         /// Key.
         key: Vec<u8>,
         /// Value.
         val: Vec<u8>,
-        /// Time to live.
-        ttl: Option<Duration>,
+        /// What happens to the key's time to live.
+        ttl: SetTtl,
         /// Existence condition.
         cond: SetCond,
+        /// `GET`: answer the old value instead of `OK`.
+        get: bool,
     },
     /// `DEL`: how many of these keys existed (and are now gone).
     Del(Vec<Vec<u8>>),
@@ -50,8 +76,9 @@ pub enum Op {
     MGet(Vec<Vec<u8>>),
     /// `MSET` over this shard's pairs.
     MSet(Vec<(Vec<u8>, Vec<u8>)>),
-    /// `EXPIRE key seconds`
-    Expire(Vec<u8>, i64),
+    /// `EXPIRE key seconds [NX|XX|GT|LT]`, the time already converted to milliseconds from now
+    /// (negative or zero: the key is deleted) and checked against overflow.
+    Expire(Vec<u8>, i64, ExpireCond),
     /// `TTL key`
     Ttl(Vec<u8>),
     /// This shard's key count.
@@ -71,7 +98,7 @@ impl Op {
             | Op::Ttl(k)
             | Op::IncrBy(k, _)
             | Op::Append(k, _)
-            | Op::Expire(k, _)
+            | Op::Expire(k, _, _)
             | Op::Set { key: k, .. } => Some(k),
             _ => None,
         }
@@ -125,18 +152,9 @@ pub(crate) fn not_an_integer() -> Resp {
     Resp::err("value is not an integer or out of range")
 }
 
-/// Redis' `string2ll`: an optional `-`, then `0` or digits without a leading zero, in range.
+/// Redis' `string2ll` (see [`crate::resp::string2ll`]).
 pub(crate) fn parse_int(bytes: &[u8]) -> Option<i64> {
-    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    let canonical = match digits {
-        [] => false,
-        [b'0'] => bytes.len() == 1,
-        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
-    };
-    if !canonical {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    crate::resp::string2ll(bytes)
 }
 
 impl Store {
@@ -203,16 +221,8 @@ impl Store {
                 val,
                 ttl,
                 cond,
-            } => {
-                if cond != SetCond::Always {
-                    let exists = self.get(&key, now).is_some();
-                    if (cond == SetCond::Nx) == exists {
-                        return Resp::Bulk(None);
-                    }
-                }
-                self.put(key, val.into_boxed_slice(), ttl.map(|d| now + d));
-                Resp::Simple("OK")
-            }
+                get,
+            } => self.set(key, val, ttl, cond, get, now),
             Op::Del(keys) => Resp::Int(
                 keys.iter()
                     .filter(|k| {
@@ -268,28 +278,15 @@ impl Store {
                 }
                 Resp::Simple("OK")
             }
-            Op::Expire(key, secs) => {
-                if self.get(&key, now).is_none() {
-                    return Resp::Int(0);
-                }
-                if secs <= 0 {
-                    self.remove(&key);
-                    return Resp::Int(1);
-                }
-                let at = (secs <= i64::MAX / 1000)
-                    .then(|| now.checked_add(Duration::from_secs(secs as u64)))
-                    .flatten();
-                let Some(at) = at else {
-                    return Resp::err("invalid expire time in 'expire' command");
-                };
-                self.ttl.insert(key.into_boxed_slice(), at);
-                Resp::Int(1)
-            }
+            Op::Expire(key, in_ms, cond) => self.expire(key, in_ms, cond, now),
             Op::Ttl(key) => match self.get(&key, now) {
                 None => Resp::Int(-2),
                 Some(_) => match self.ttl.get(key.as_slice()) {
                     None => Resp::Int(-1),
-                    Some(&at) => Resp::Int(((at - now).as_millis() as i64 + 500) / 1000),
+                    Some(&at) => {
+                        let ms = i64::try_from(at.saturating_duration_since(now).as_millis());
+                        Resp::Int(ms.unwrap_or(i64::MAX).saturating_add(500) / 1000)
+                    }
                 },
             },
             Op::DbSize => Resp::Int(self.map.len() as i64),
@@ -303,6 +300,68 @@ impl Store {
                 Resp::Int(self.ttl.len() as i64),
             ]),
         }
+    }
+
+    /// `SET`: the old value (for `GET`), the condition, then the write.
+    fn set(
+        &mut self,
+        key: Vec<u8>,
+        val: Vec<u8>,
+        ttl: SetTtl,
+        cond: SetCond,
+        get: bool,
+        now: Instant,
+    ) -> Resp {
+        let old = self.get(&key, now).map(|v| v.to_vec());
+        let reply = |old: Option<Vec<u8>>| {
+            if get {
+                Resp::Bulk(old)
+            } else {
+                Resp::Simple("OK")
+            }
+        };
+        if cond != SetCond::Always && (cond == SetCond::Nx) == old.is_some() {
+            return if get {
+                Resp::Bulk(old)
+            } else {
+                Resp::Bulk(None)
+            };
+        }
+        let expires = match ttl {
+            SetTtl::Clear => None,
+            SetTtl::For(d) => now.checked_add(d),
+            SetTtl::Keep => self.ttl.get(key.as_slice()).copied(),
+        };
+        self.put(key, val.into_boxed_slice(), expires);
+        reply(old)
+    }
+
+    /// `EXPIRE` with its condition; `in_ms` is checked against overflow by the caller.
+    fn expire(&mut self, key: Vec<u8>, in_ms: i64, cond: ExpireCond, now: Instant) -> Resp {
+        if self.get(&key, now).is_none() {
+            return Resp::Int(0);
+        }
+        let current = self.ttl.get(key.as_slice()).copied();
+        // Past expiries compare as earlier than any live one.
+        let at = (in_ms > 0)
+            .then(|| now.checked_add(Duration::from_millis(in_ms as u64)))
+            .flatten();
+        let refused = (cond.nx && current.is_some())
+            || (cond.xx && current.is_none())
+            || (cond.gt && current.is_none_or(|c| at.is_none_or(|a| a <= c)))
+            || (cond.lt && current.is_some_and(|c| at.is_some_and(|a| a >= c)));
+        if refused {
+            return Resp::Int(0);
+        }
+        match at {
+            None => {
+                self.remove(&key);
+            }
+            Some(at) => {
+                self.ttl.insert(key.into_boxed_slice(), at);
+            }
+        }
+        Resp::Int(1)
     }
 
     /// Removes expired keys, at most every [`SWEEP_EVERY`], only if some key has a TTL.
@@ -360,14 +419,16 @@ mod tests {
         s.apply(Op::Set {
             key: b"a".to_vec(),
             val: b"1".to_vec(),
-            ttl: Some(Duration::from_millis(1)),
+            ttl: SetTtl::For(Duration::from_millis(1)),
             cond: SetCond::Always,
+            get: false,
         });
         s.apply(Op::Set {
             key: b"b".to_vec(),
             val: b"1".to_vec(),
-            ttl: None,
+            ttl: SetTtl::Clear,
             cond: SetCond::Always,
+            get: false,
         });
         assert_eq!(s.ttl.len(), 1);
         std::thread::sleep(Duration::from_millis(5));
