@@ -187,9 +187,10 @@ impl Parser {
                 }
                 return (Parsed::Incomplete, 0);
             };
-            if header[0] != b'$' {
+            // The line may be empty: the byte at its start is then the CR itself.
+            if rest[0] != b'$' {
                 let mut e = b"expected '$', got '".to_vec();
-                e.push(header[0]);
+                e.push(rest[0]);
                 e.push(b'\'');
                 return (protocol_error(&e), 0);
             }
