@@ -36,8 +36,15 @@ impl Resp {
             Resp::Error(e) => {
                 out.push(b'-');
                 // A CR or LF inside the text would end the reply early and let the rest read as
-                // another reply: redis writes them as spaces.
-                out.extend(e.iter().map(|&b| match b {
+                // another reply: as redis does, those at either end are trimmed and the others
+                // written as spaces.
+                let is_break = |b: &u8| matches!(b, b'\r' | b'\n');
+                let start = e.iter().position(|b| !is_break(b)).unwrap_or(e.len());
+                let end = e
+                    .iter()
+                    .rposition(|b| !is_break(b))
+                    .map_or(start, |i| i + 1);
+                out.extend(e[start..end].iter().map(|&b| match b {
                     b'\r' | b'\n' => b' ',
                     b => b,
                 }));
@@ -512,6 +519,12 @@ mod tests {
         let mut out = Vec::new();
         Resp::err(b"unknown command 'a\r\n+OK'").write(&mut out);
         assert_eq!(out, b"-ERR unknown command 'a  +OK'\r\n");
+        out.clear();
+        Resp::err(b"Unsupported option \r").write(&mut out);
+        assert_eq!(
+            out, b"-ERR Unsupported option \r\n",
+            "trailing breaks are trimmed"
+        );
     }
 
     #[test]

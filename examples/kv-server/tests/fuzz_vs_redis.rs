@@ -59,8 +59,8 @@ const VALUES: &[&str] = &[
     "q\"uo'te",
 ];
 const OPTIONS: &[&str] = &[
-    "NX", "XX", "GET", "EX", "PX", "KEEPTTL", "GT", "LT", "nx", "ex", "px", "100", "200000",
-    "-5", "0", "abc", "FOO",
+    "NX", "XX", "GET", "EX", "PX", "KEEPTTL", "GT", "LT", "nx", "ex", "px", "100", "200000", "-5",
+    "0", "abc", "FOO",
 ];
 
 /// A request of one to three commands, as RESP arrays or inline lines.

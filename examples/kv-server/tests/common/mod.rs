@@ -64,7 +64,11 @@ impl RedisServer {
     /// A redis-server on a free loopback port; `None` if it is not installed, except under CI
     /// (`CI` set), where that fails the test: `.ci/run` installs it.
     pub fn start() -> Option<Self> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "redis-server is not installed (.ci/run installs it with apt-get)"
@@ -75,6 +79,8 @@ impl RedisServer {
         let port = free_port();
         let child = Command::new("redis-server")
             .args([
+                "--bind",
+                "127.0.0.1",
                 "--port",
                 &port.to_string(),
                 "--save",
@@ -100,4 +106,3 @@ impl Drop for RedisServer {
         let _ = self.0.wait();
     }
 }
-
