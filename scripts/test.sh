@@ -3,3 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
+# The simulator is behind a feature: its tests, doc example and runnable example.
+cargo test -p corelane-worker --features sim --locked
+cargo run -q -p corelane --example sim --features sim --locked >/dev/null

@@ -95,9 +95,16 @@ impl<M> Peers<M> {
 pub struct Context<'a, W: Worker> {
     index: usize,
     core: Option<usize>,
-    peers: &'a Arc<Peers<W::Message>>,
+    route: Route<'a, W::Message>,
     pub(crate) stop: bool,
     _worker: PhantomData<fn(&W)>,
+}
+
+/// Where a context's sends go: the pool's slots, or a simulation's recorder.
+enum Route<'a, M> {
+    Pool(&'a Arc<Peers<M>>),
+    #[cfg(feature = "sim")]
+    Sim(&'a dyn crate::sim::Route<M>),
 }
 
 impl<W: Worker> std::fmt::Debug for Context<'_, W> {
@@ -105,7 +112,7 @@ impl<W: Worker> std::fmt::Debug for Context<'_, W> {
         f.debug_struct("Context")
             .field("index", &self.index)
             .field("core", &self.core)
-            .field("workers", &self.peers.slots.len())
+            .field("workers", &self.workers())
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +126,19 @@ impl<'a, W: Worker> Context<'a, W> {
         Self {
             index,
             core,
-            peers,
+            route: Route::Pool(peers),
+            stop: false,
+            _worker: PhantomData,
+        }
+    }
+
+    /// A context whose sends a simulation records (see [`crate::sim`]).
+    #[cfg(feature = "sim")]
+    pub(crate) fn simulated(index: usize, route: &'a dyn crate::sim::Route<W::Message>) -> Self {
+        Self {
+            index,
+            core: None,
+            route: Route::Sim(route),
             stop: false,
             _worker: PhantomData,
         }
@@ -137,7 +156,11 @@ impl<'a, W: Worker> Context<'a, W> {
 
     /// How many workers the pool has.
     pub fn workers(&self) -> usize {
-        self.peers.slots.len()
+        match &self.route {
+            Route::Pool(peers) => peers.slots.len(),
+            #[cfg(feature = "sim")]
+            Route::Sim(sim) => sim.workers(),
+        }
     }
 
     /// Sends `msg` to worker `worker` (possibly this one) without blocking.
@@ -146,7 +169,11 @@ impl<'a, W: Worker> Context<'a, W> {
     /// [`SendError::Unroutable`] for an index out of range, [`SendError::Full`] on a full inbox
     /// (unless the target drops by policy), [`SendError::Closed`] if the target stopped.
     pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
-        self.peers.try_send_to(worker, msg)
+        match &self.route {
+            Route::Pool(peers) => peers.try_send_to(worker, msg),
+            #[cfg(feature = "sim")]
+            Route::Sim(sim) => sim.send_to(self.index, worker, msg),
+        }
     }
 
     /// Sends `msg` to the worker owning `key` under the pool's partitioner, without blocking.
@@ -160,14 +187,25 @@ impl<'a, W: Worker> Context<'a, W> {
         key: &K,
         msg: W::Message,
     ) -> Result<(), SendError<W::Message>> {
-        self.peers.try_send_partitioned(key, msg)
+        match &self.route {
+            Route::Pool(peers) => peers.try_send_partitioned(key, msg),
+            #[cfg(feature = "sim")]
+            Route::Sim(sim) => sim.send_to(self.index, sim.partitioner().partition(key), msg),
+        }
     }
 
     /// An owned handle to every worker of the pool, for code this worker runs outside a handler
     /// call: the tasks of an event loop driven from [`Worker::wait`], or helper threads.
+    ///
+    /// # Panics
+    /// In a simulation ([`crate::sim`]), which runs handlers only (no event loops, no threads).
     pub fn outbox(&self) -> Outbox<W::Message> {
-        Outbox {
-            peers: Arc::clone(self.peers),
+        match &self.route {
+            Route::Pool(peers) => Outbox {
+                peers: Arc::clone(peers),
+            },
+            #[cfg(feature = "sim")]
+            Route::Sim(_) => panic!("a simulated worker has no outbox: it runs handlers only"),
         }
     }
 

@@ -68,28 +68,31 @@ impl<M> Envelope<M> {
 
 /// A flush's marker for one worker: answers `Ok` when the worker reaches it, and `Err(worker)`
 /// when it is dropped unreached (the worker stopped, failed or missed its deadline first).
-pub(crate) struct FlushMarker {
+/// Boxed, so that an envelope stays one pointer wider than a message.
+pub(crate) struct FlushMarker(Box<Marker>);
+
+struct Marker {
     done: Option<flume::Sender<Result<(), usize>>>,
     worker: usize,
 }
 
 impl FlushMarker {
     pub(crate) fn new(worker: usize, done: flume::Sender<Result<(), usize>>) -> Self {
-        Self {
+        Self(Box::new(Marker {
             done: Some(done),
             worker,
-        }
+        }))
     }
 
     /// Everything queued before the marker is handled or dropped by policy: answer `Ok`.
     pub(crate) fn reached(mut self) {
-        if let Some(done) = self.done.take() {
+        if let Some(done) = self.0.done.take() {
             let _ = done.send(Ok(()));
         }
     }
 }
 
-impl Drop for FlushMarker {
+impl Drop for Marker {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(self.worker));
@@ -125,5 +128,13 @@ pub(crate) fn flush_all(
     match first_err {
         None => Ok(()),
         Some(worker) => Err(crate::Error::Unflushed { worker }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_envelope_is_one_word_wider_than_a_small_message() {
+        assert_eq!(std::mem::size_of::<super::Envelope<u64>>(), 16);
     }
 }

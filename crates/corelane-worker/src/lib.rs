@@ -44,6 +44,8 @@ mod handle;
 mod idle;
 mod reply;
 mod runtime;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod slot;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};

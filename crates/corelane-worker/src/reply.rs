@@ -19,6 +19,9 @@ enum ReplyTx<T> {
     /// An awaitable one-shot, for `ask_async`; `None` is the runtime's word that the request
     /// will not be handled.
     Async(flume::Sender<Option<T>>),
+    /// A simulated reply: the answer becomes visible when the simulation releases it.
+    #[cfg(feature = "sim")]
+    Sim(crate::sim::ReplySlot<T>),
 }
 
 impl<T> std::fmt::Debug for Reply<T> {
@@ -59,6 +62,16 @@ impl<T> Reply<T> {
         match self.tx {
             ReplyTx::Blocking(tx) => drop(tx.send(value)),
             ReplyTx::Async(tx) => drop(tx.try_send(Some(value))),
+            #[cfg(feature = "sim")]
+            ReplyTx::Sim(slot) => slot.send(value),
+        }
+    }
+
+    /// A reply whose answer a simulation releases (see [`crate::sim`]).
+    #[cfg(feature = "sim")]
+    pub(crate) fn simulated(slot: crate::sim::ReplySlot<T>) -> Self {
+        Self {
+            tx: ReplyTx::Sim(slot),
         }
     }
 }
@@ -69,13 +82,15 @@ impl<T: Send + 'static> Reply<T> {
         match &self.tx {
             ReplyTx::Blocking(tx) => AskTicket(Box::new(tx.canceler())),
             ReplyTx::Async(tx) => AskTicket(Box::new(tx.clone())),
+            #[cfg(feature = "sim")]
+            ReplyTx::Sim(slot) => AskTicket(Box::new(slot.abort_handle())),
         }
     }
 }
 
 /// Tells an asker, without the [`Reply`] (which stays inside the request), that its request will
 /// not be handled.
-trait Abort: Send {
+pub(crate) trait Abort: Send {
     fn abort(self: Box<Self>);
 }
 

@@ -42,7 +42,8 @@
 //! ```
 //!
 //! Crates: [`channel`] (SPSC/MPSC/MPMC rings), [`partition`] (key -> worker), [`worker`]
-//! (lifecycle, single workers), [`router`] (the pool).
+//! (lifecycle, single workers), [`router`] (the pool). With the `sim` feature, `corelane::sim`
+//! runs your workers under seeded, replayable schedules (`docs/simulation.md`).
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -51,6 +52,8 @@ pub use corelane_channel as channel;
 pub use corelane_partition as partition;
 pub use corelane_router as router;
 pub use corelane_worker as worker;
+#[cfg(feature = "sim")]
+pub use corelane_worker::sim;
 
 pub use corelane_router::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 pub use corelane_worker::{
