@@ -46,8 +46,8 @@
 //!
 //! # Faults
 //! [`Faults`] sets, per mille, how often the simulation injects: a panic before or after a
-//! handler, `init` failing on a restart, a dropped reply, a pause, and a timed shutdown at any
-//! step. Each decision comes from the schedule's seed and is written to the trace.
+//! handler, `init` failing on a restart, a dropped reply, a pause, a handler's `ctx.stop()`, and
+//! a timed shutdown at any step. Each decision comes from the schedule's seed and is written to the trace.
 //!
 //! # Finding and replaying a failure
 //! A client's failed assertion, a broken report balance (`accepted = processed + dropped +
@@ -99,6 +99,8 @@ pub struct Faults {
     pub drop_reply: u32,
     /// Per handled message: the worker pauses for a few steps afterwards.
     pub pause: u32,
+    /// Per handled message: the handler calls `ctx.stop()` (the worker drains and stops alone).
+    pub stop: u32,
     /// Per step: a timed shutdown of the whole pool starts, with a deadline a few steps ahead.
     pub shutdown: u32,
 }
@@ -116,6 +118,7 @@ impl Faults {
             init_fails: per_mille,
             drop_reply: per_mille,
             pause: per_mille,
+            stop: per_mille,
             shutdown: per_mille,
         }
     }

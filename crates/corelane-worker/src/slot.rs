@@ -122,7 +122,8 @@ pub(crate) struct Stats {
     pub(crate) processed: AtomicU64,
     /// Messages the worker thread took from its queues (written under the lanes lock).
     taken: AtomicU64,
-    drops: DropLedger,
+    /// Written by senders under a drop policy: on a line of its own, away from the worker's.
+    drops: CachePadded<DropLedger>,
     pub(crate) panics: AtomicU64,
     pub(crate) restarts: AtomicU64,
     state: AtomicU8,
@@ -191,7 +192,10 @@ pub struct WorkerMetrics {
     pub restarts: u64,
 }
 
-/// The shared half of one worker.
+/// The shared half of one worker. The fields every send reads come first and are written only at
+/// construction; what the worker thread writes (the lanes lock, on every gather; the control
+/// flags; the counters) lives on cache lines of its own, so a send never waits for a line the
+/// worker just wrote.
 pub struct Slot<M> {
     pub(crate) index: usize,
     pub(crate) core: Option<usize>,
@@ -202,8 +206,8 @@ pub struct Slot<M> {
     pub(crate) idle: WaitStrategy,
     lane_capacity: usize,
     pub(crate) doorbell: CachePadded<Doorbell>,
-    pub(crate) control: Control,
-    lanes: Mutex<Lanes<M>>,
+    pub(crate) control: CachePadded<Control>,
+    lanes: CachePadded<Mutex<Lanes<M>>>,
     /// Flush markers that a `DropOldest` eviction popped: answered by the worker between batches.
     evicted_flushes: Mutex<Vec<FlushMarker>>,
     pub(crate) stats: CachePadded<Stats>,
@@ -244,17 +248,17 @@ impl<M> Slot<M> {
             idle: cfg.idle,
             lane_capacity: cfg.queue_capacity,
             doorbell: CachePadded::new(Doorbell::new()),
-            control: Control {
+            control: CachePadded::new(Control {
                 stop: AtomicBool::new(false),
                 deadline: Mutex::new(None),
                 paused: AtomicBool::new(false),
                 report: AtomicU8::new(REPORT_OPEN),
                 flushes_pending: AtomicBool::new(false),
-            },
-            lanes: Mutex::new(Lanes {
+            }),
+            lanes: CachePadded::new(Mutex::new(Lanes {
                 active: Vec::new(),
                 sealed: false,
-            }),
+            })),
             evicted_flushes: Mutex::new(Vec::new()),
             stats: CachePadded::new(Stats::default()),
         };
@@ -504,8 +508,11 @@ impl<M> Slot<M> {
     /// worker popped before the marker's position is handled, and once no eviction is in flight
     /// everything evicted before it is dropped and counted.
     pub(crate) fn answer_evicted_flushes(&self) {
+        // A plain load first: the swap (a locked RMW) only when an eviction passed a marker.
         // Acquire pairs with `pass_evicted_flush`'s Release store.
-        if !self.control.flushes_pending.swap(false, Ordering::Acquire) {
+        if !self.control.flushes_pending.load(Ordering::Relaxed)
+            || !self.control.flushes_pending.swap(false, Ordering::Acquire)
+        {
             return;
         }
         let markers = std::mem::take(&mut *lock(&self.evicted_flushes));
@@ -719,18 +726,23 @@ impl<M> Lane<M> {
                 }
             }
         };
-        let envs = std::mem::take(&mut batch.envs);
-        if closed {
-            return Err(SendError::Closed(returned(envs)));
+        // Drained in place: the batch keeps its capacity for the next one.
+        if batch.envs.is_empty() {
+            return Ok(());
         }
-        self.overflow_rest(envs)
+        if closed {
+            return Err(SendError::Closed(
+                batch.envs.drain(..).map(Envelope::into_returned).collect(),
+            ));
+        }
+        self.overflow_rest(batch.envs.drain(..))
     }
 
     /// What a batch publish does with the messages that did not fit, by the worker's policy.
-    fn overflow_rest(&self, envs: Vec<Envelope<M>>) -> Result<(), SendError<Vec<M>>> {
-        if envs.is_empty() {
-            return Ok(());
-        }
+    fn overflow_rest(
+        &self,
+        envs: impl Iterator<Item = Envelope<M>>,
+    ) -> Result<(), SendError<Vec<M>>> {
         let mut refused = Vec::new();
         let mut full = false;
         for env in envs {

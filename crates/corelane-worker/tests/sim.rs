@@ -353,6 +353,10 @@ fn a_shutdown_at_any_step_balances_loses_nothing_and_runs_on_stop_once() {
                 shutdown: 30,
                 drop_reply: 20,
                 panic_after: 20,
+                panic_before: 10,
+                stop: 10,
+                pause: 20,
+                init_fails: 100,
                 ..Faults::none()
             })
             .client(|c| async move {

@@ -254,6 +254,21 @@ where
     /// With no step enabled: starts the final shutdown once every client is done, or reports
     /// how the schedule ended.
     pub(crate) fn idle(&mut self) -> Option<End> {
+        // A paused worker resumes when the clock reaches its pause's end: let the time pass.
+        {
+            let mut net = self.net.borrow_mut();
+            let clock = net.clock;
+            let resume = net
+                .stations
+                .iter()
+                .map(|st| st.paused_until)
+                .filter(|&t| t > clock)
+                .min();
+            if let Some(t) = resume {
+                net.clock = t;
+                return None;
+            }
+        }
         if let Some(i) = self.clients.iter().position(|c| c.task.is_some()) {
             return Some(End::Failed(format!(
                 "stuck: client {i} waits and nothing can run"
@@ -325,6 +340,7 @@ where
         let panic_before = self.faults_rng.chance(self.faults.panic_before);
         let panic_after = self.faults_rng.chance(self.faults.panic_after);
         let pause = self.faults_rng.chance(self.faults.pause);
+        let stop_fault = self.faults_rng.chance(self.faults.stop);
         self.net
             .borrow_mut()
             .log(|| format!("w{w} handles ({q:?}) {msg:?}"));
@@ -363,8 +379,14 @@ where
             if pause {
                 st.paused_until = clock + 1 + (clock % 5);
             }
-            if stop && st.phase == Phase::Running {
+            if (stop || stop_fault) && st.phase == Phase::Running {
                 st.phase = Phase::Stopping(None);
+            }
+            if pause {
+                net.log(|| format!("w{w} pauses for a few steps (fault)"));
+            }
+            if stop_fault {
+                net.log(|| format!("w{w} stops itself (fault: ctx.stop())"));
             }
         }
         if let Err(why) = result {

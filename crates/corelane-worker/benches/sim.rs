@@ -1,13 +1,18 @@
 //! Simulation speed: schedules and steps per second for a 2-worker, 20-message scenario (one
 //! client sending 16 messages and asking 4 times), random choices, one seed per schedule.
-//! Run: `cargo bench -p corelane-benches --bench sim`.
+//! Run: `cargo bench -p corelane-worker --features sim --bench sim`. (It lives here, not in
+//! `benches/`, so that the pool benchmarks there are built without the feature.)
 #![allow(missing_docs)]
 
 use std::time::Instant;
 
-use corelane::prelude::*;
-use corelane::sim::Sim;
-use corelane_benches::median;
+use corelane_worker::sim::Sim;
+use corelane_worker::{BoxError, Context, Reply, Worker};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
 
 #[derive(Debug)]
 enum Msg {
