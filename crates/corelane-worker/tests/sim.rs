@@ -357,7 +357,6 @@ fn a_shutdown_at_any_step_balances_loses_nothing_and_runs_on_stop_once() {
                 stop: 10,
                 pause: 20,
                 init_fails: 100,
-                ..Faults::none()
             })
             .client(|c| async move {
                 for k in 0..6u64 {
