@@ -84,14 +84,14 @@ impl<T> Drop for Inner<T> {
     }
 }
 
-/// The sending half of [`channel`]. `Send` but not `Clone`: one value, one sender.
+/// The sending half of [`channel`]. `Send + Sync` but not `Clone`: one value, one sender.
 pub struct Sender<T> {
     inner: Arc<Inner<T>>,
     /// Set by [`Sender::send`] so that `Drop` does not report the sender as gone unsent.
     used: bool,
 }
 
-/// The receiving half of [`channel`]. `Send` but not `Clone`.
+/// The receiving half of [`channel`]. `Send + Sync` but not `Clone`.
 pub struct Receiver<T> {
     inner: Arc<Inner<T>>,
     wait: WaitStrategy,
@@ -103,6 +103,14 @@ pub struct Receiver<T> {
 unsafe impl<T: Send> Send for Sender<T> {}
 // SAFETY: as for `Sender`.
 unsafe impl<T: Send> Send for Receiver<T> {}
+// SAFETY: through a shared reference an end only reads the state word (`Sender::is_closed`,
+// `Receiver::is_canceled`) or clones the `Arc` (`Sender::canceler`); everything that touches
+// the value's slot takes `self` or `&mut self`. Sharing an end across threads therefore shares
+// no access to a `T`, and `T: Send` covers the one hand-over. This makes an error or message
+// that carries a reply handle `Sync`, as `Box<dyn Error + Send + Sync>` and `anyhow` require.
+unsafe impl<T: Send> Sync for Sender<T> {}
+// SAFETY: as for `Sender`'s `Sync`.
+unsafe impl<T: Send> Sync for Receiver<T> {}
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,6 +201,8 @@ pub struct Canceler<T> {
 // `Sync`); it may move to any thread whatever `T` is, but is `Send` only with `T: Send` to keep
 // the `Arc<Inner<T>>` it drops on another thread sound.
 unsafe impl<T: Send> Send for Canceler<T> {}
+// SAFETY: `cancel` takes `self`; a shared canceler gives no access at all.
+unsafe impl<T: Send> Sync for Canceler<T> {}
 
 impl<T> fmt::Debug for Canceler<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

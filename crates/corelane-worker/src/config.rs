@@ -131,7 +131,7 @@ impl WorkerConfig {
             dead_letter: None,
         }
     }
-    /// Names the worker thread (default `corelane-worker-{index}`).
+    /// Names the worker thread (default `cl-w{index}`: Linux keeps 15 bytes of a thread name).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -121,11 +121,8 @@ pub fn start<W: Worker>(
     reports: flume::Sender<WorkerReport<W::Message>>,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     let index = slot.index;
-    let mut builder = std::thread::Builder::new().name(
-        cfg.name
-            .clone()
-            .unwrap_or_else(|| format!("corelane-worker-{index}")),
-    );
+    let mut builder = std::thread::Builder::new()
+        .name(cfg.name.clone().unwrap_or_else(|| format!("cl-w{index}")));
     if let Some(bytes) = cfg.stack_size {
         builder = builder.stack_size(bytes);
     }

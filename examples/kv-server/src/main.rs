@@ -10,15 +10,27 @@ use corelane_kv::{Config, Server};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv-server: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut cfg = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        // A bad value names its flag: `--shards: invalid digit found in string`.
+        let bad = |e: &dyn std::fmt::Display| format!("{arg}: {e}");
         match arg.as_str() {
-            "--addr" => cfg.addr = value()?.parse()?,
-            "--shards" => cfg.shards = value()?.parse()?,
-            "--max-bulk" => cfg.max_bulk = value()?.parse()?,
+            "--addr" => cfg.addr = value()?.parse().map_err(|e| bad(&e))?,
+            "--shards" => cfg.shards = value()?.parse().map_err(|e| bad(&e))?,
+            "--max-bulk" => cfg.max_bulk = value()?.parse().map_err(|e| bad(&e))?,
             "--no-pin" => cfg.pin = false,
             "-h" | "--help" => {
                 println!("kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]");

@@ -133,3 +133,17 @@ fn a_client_that_never_reads_cannot_make_the_server_buffer_its_replies() {
         "the server grew by {grown} MiB for a client that reads nothing"
     );
 }
+
+#[test]
+fn a_bad_flag_is_named_in_the_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kv-server"))
+        .args(["--shards", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "kv-server: --shards: invalid digit found in string"
+    );
+}
