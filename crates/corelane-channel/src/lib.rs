@@ -42,9 +42,6 @@
 //!   disconnected. Threads blocked on the other side wake on disconnect.
 //! - Waking a sleeper never takes a lock when nobody sleeps (see [`WaitStrategy`]).
 
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod array;
 mod chan;
 mod endpoint;

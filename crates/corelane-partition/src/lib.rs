@@ -34,8 +34,7 @@
 //!
 //! Figures: `docs/partitioning.md`.
 
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 mod consistent;
 mod hash;

@@ -27,7 +27,7 @@ pub enum Overflow {
     /// Fail at once with [`SendError::Full`](crate::SendError::Full), handing the message back.
     Reject,
     /// Evict the oldest queued message to make room; the eviction is counted as dropped.
-    /// (On a [`producer`](https://docs.rs/corelane-router) lane, which only the worker may pop,
+    /// (On a [`producer`](crate::Pool::producer) lane, which only the worker may pop,
     /// this behaves as [`Overflow::DropNewest`].)
     DropOldest,
     /// Drop the new message, count it as dropped, and report success.

@@ -10,11 +10,12 @@ use corelane_partition::{
     RendezvousPartitioner, RingPartitioner, RoundRobinPartitioner,
 };
 
-use crate::{SendError, Slot, Worker, WorkerMetrics};
+use crate::slot::Slot;
+use crate::{SendError, Worker, WorkerMetrics};
 
 /// Every worker's slot, shared by the pool and by every worker's [`Context`], plus the pool's
 /// partitioner (type-erased) for [`Context::send_partitioned`].
-pub struct Peers<M> {
+pub(crate) struct Peers<M> {
     pub(crate) slots: Vec<Arc<Slot<M>>>,
     partitioner: Option<Arc<dyn Any + Send + Sync>>,
 }

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::context::Peers;
 use crate::runtime::{collect_reports, start, WorkerReport};
-use crate::{Error, Peers, SendError, Slot, Worker, WorkerConfig, WorkerMetrics, WorkerState};
+use crate::slot::Slot;
+use crate::{Error, SendError, Worker, WorkerConfig, WorkerMetrics, WorkerState};
 
 /// Spawns one worker on its own thread (pinned if `config` says so), runs its `init` there, and
 /// returns a handle to feed and control it.
@@ -106,7 +108,7 @@ impl<M: Send + 'static> WorkerHandle<M> {
     /// # Errors
     /// [`Error::Unflushed`] if the worker stopped (or failed) before handling them all.
     pub fn flush(&self) -> Result<(), Error> {
-        crate::internal::flush_slots(std::slice::from_ref(&self.slot))
+        crate::envelope::flush_all(1, |_, marker| self.slot.flush_marker(marker))
     }
 
     /// Stops gracefully: drains the inbox, runs `on_stop`, joins the thread.

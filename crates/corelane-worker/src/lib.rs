@@ -1,11 +1,12 @@
-//! Workers: isolated state owned by one thread (pinned to a core if you like), fed by messages,
-//! supervised, and stopped without losing a message.
+//! Workers and the pool: isolated state owned by one thread each (pinned to a core if you
+//! like), fed by messages routed by key, supervised, and stopped without losing a message.
 //!
-//! Most users reach this through a pool (`corelane::Pool`); [`spawn`] runs a single worker.
+//! A [`Pool`] runs N workers and routes each key to the same worker; [`spawn`] runs a single
+//! one. Most users reach this crate through the facade (`corelane`).
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use corelane_worker::{spawn, BoxError, Context, Reply, Worker, WorkerConfig};
+//! use corelane_worker::{BoxError, Context, Pool, Reply, Worker, WorkerConfig};
 //!
 //! struct Counter;
 //! enum Cmd { Add(u64), Get(u64, Reply<u64>) }
@@ -24,17 +25,18 @@
 //!     }
 //! }
 //!
-//! let worker = spawn(Counter, WorkerConfig::new())?;
-//! worker.send(Cmd::Add(7))?;
-//! worker.send(Cmd::Add(7))?;
-//! let (reply, answer) = Reply::pair();
-//! worker.send(Cmd::Get(7, reply))?;
-//! assert_eq!(answer.wait::<Cmd>()?, 2); // read-after-write: earlier sends are applied
+//! let pool = Pool::builder().workers(2).worker_config(|_| WorkerConfig::new()).spawn(|_| Counter)?;
+//! for key in [1u64, 2, 1] {
+//!     pool.send_partitioned(&key, Cmd::Add(key))?;
+//! }
+//! // Read-after-write: every earlier send of this thread to that worker is applied first.
+//! assert_eq!(pool.ask(&1u64, |reply| Cmd::Get(1, reply))?, 2);
+//! let report = pool.shutdown()?;
+//! assert_eq!(report.processed(), 4);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod context;
@@ -42,80 +44,26 @@ mod envelope;
 mod error;
 mod handle;
 mod idle;
+mod pool;
+mod producer;
 mod reply;
+mod report;
 mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod slot;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
-pub use context::{Context, Outbox, Peers};
+pub use context::{Context, Outbox};
 pub use error::{AskError, BoxError, Error, SendError};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;
+pub use pool::{NoWorker, Pool, PoolBuilder};
+pub use producer::{BatchingProducer, Producer};
 pub use reply::{Answer, Reply};
+pub use report::{PoolMetrics, ShutdownReport, Totals};
 pub use runtime::{Outcome, WorkerReport, STOP_GRACE};
-pub use slot::{Slot, WorkerMetrics, WorkerState};
-
-/// Runtime internals the pool (`corelane-router`) builds on. Not a stable API.
-#[doc(hidden)]
-pub mod internal {
-    pub use crate::runtime::start;
-    pub use crate::slot::{Lane, LaneBatch};
-
-    use std::sync::Arc;
-
-    use crate::{Error, Slot, WorkerConfig};
-
-    /// Validates `cfg` and builds the slot of worker `index`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`].
-    pub fn slot<M>(
-        index: usize,
-        cfg: &WorkerConfig,
-    ) -> Result<(Arc<Slot<M>>, Option<core_affinity::CoreId>), Error> {
-        Slot::new(index, cfg)
-    }
-
-    /// Opens a producer lane into `slot`.
-    pub fn open_lane<M>(slot: &Arc<Slot<M>>) -> Lane<M> {
-        slot.open_lane()
-    }
-
-    /// Flushes every slot of `slots`: returns once each worker reached a marker queued behind
-    /// everything sent to it before the call.
-    ///
-    /// # Errors
-    /// [`Error::Unflushed`] naming the first worker that stopped before reaching its marker.
-    pub fn flush_slots<M>(slots: &[Arc<Slot<M>>]) -> Result<(), Error> {
-        crate::envelope::flush_all(slots.len(), |i, marker| slots[i].flush_marker(marker))
-    }
-
-    /// Flushes through every lane of `lanes`, as [`flush_slots`].
-    ///
-    /// # Errors
-    /// As [`flush_slots`].
-    pub fn flush_lanes<M>(lanes: &[Lane<M>]) -> Result<(), Error> {
-        crate::envelope::flush_all(lanes.len(), |i, marker| lanes[i].flush_marker(marker))
-    }
-
-    /// Collects the reports of `slots`' workers after their stop was requested with `deadline`,
-    /// abandoning those still running at `deadline + STOP_GRACE`; in slot order, `None` for a
-    /// worker whose thread ended without a report.
-    pub fn collect_reports<M>(
-        slots: &[Arc<Slot<M>>],
-        reports: &flume::Receiver<crate::WorkerReport<M>>,
-        deadline: Option<std::time::Instant>,
-    ) -> Vec<Option<crate::WorkerReport<M>>> {
-        crate::runtime::collect_reports(slots, reports, deadline)
-    }
-
-    /// Asks `slot`'s worker to stop by `deadline`.
-    pub fn request_stop<M>(slot: &Slot<M>, deadline: Option<std::time::Instant>) {
-        slot.request_stop(deadline)
-    }
-}
+pub use slot::{WorkerMetrics, WorkerState};
 
 /// A worker: isolated per-worker state built on the worker's own thread, and a handler.
 ///

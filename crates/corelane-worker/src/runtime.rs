@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::context::Peers;
 use crate::envelope::Envelope;
+use crate::slot::Slot;
 use crate::slot::Stats;
-use crate::{Context, Error, Idle, Peers, RestartPolicy, Slot, Worker, WorkerConfig, WorkerState};
+use crate::{Context, Error, Idle, RestartPolicy, Worker, WorkerConfig, WorkerState};
 
 /// How a worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

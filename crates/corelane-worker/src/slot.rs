@@ -196,7 +196,7 @@ pub struct WorkerMetrics {
 /// construction; what the worker thread writes (the lanes lock, on every gather; the control
 /// flags; the counters) lives on cache lines of its own, so a send never waits for a line the
 /// worker just wrote.
-pub struct Slot<M> {
+pub(crate) struct Slot<M> {
     pub(crate) index: usize,
     pub(crate) core: Option<usize>,
     tx: mpmc::Sender<Envelope<M>>,
@@ -519,6 +519,13 @@ impl<M> Slot<M> {
         while !self.stats.drops.idle() {
             std::thread::yield_now();
         }
+        // Under the lanes lock, which `abandon` holds while it decides and seals: if the pool
+        // abandoned this worker, its seal may have taken messages queued before a marker (they
+        // are in the pool's report, unhandled), so the markers fail instead.
+        let _lanes = lock(&self.lanes);
+        if self.control.report.load(Ordering::Relaxed) == REPORT_ABANDONED {
+            return;
+        }
         markers.into_iter().for_each(FlushMarker::reached);
     }
 
@@ -633,7 +640,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A dedicated SPSC lane from one producer handle into one worker; holds its worker's slot.
-pub struct Lane<M> {
+pub(crate) struct Lane<M> {
     tx: spsc::Producer<Envelope<M>>,
     slot: Arc<Slot<M>>,
 }
@@ -769,11 +776,6 @@ impl<M> Lane<M> {
             self.slot.doorbell.ring();
         }
     }
-
-    /// The slot of the worker this lane feeds.
-    pub fn slot(&self) -> &Arc<Slot<M>> {
-        &self.slot
-    }
 }
 
 fn returned<M>(envs: Vec<Envelope<M>>) -> Vec<M> {
@@ -781,7 +783,7 @@ fn returned<M>(envs: Vec<Envelope<M>>) -> Vec<M> {
 }
 
 /// Messages a batching producer holds for one lane until [`Lane::send_batch`] publishes them.
-pub struct LaneBatch<M> {
+pub(crate) struct LaneBatch<M> {
     envs: Vec<Envelope<M>>,
 }
 

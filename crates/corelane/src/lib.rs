@@ -42,24 +42,22 @@
 //! ```
 //!
 //! Crates: [`channel`] (SPSC/MPSC/MPMC rings), [`partition`] (key -> worker), [`worker`]
-//! (lifecycle, single workers), [`router`] (the pool). With the `sim` feature, `corelane::sim`
+//! (workers, the pool, producers, single workers). With the `sim` feature, `corelane::sim`
 //! runs your workers under seeded, replayable schedules (`docs/simulation.md`).
 
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 pub use corelane_channel as channel;
 pub use corelane_partition as partition;
-pub use corelane_router as router;
 pub use corelane_worker as worker;
 #[cfg(feature = "sim")]
 pub use corelane_worker::sim;
 
-pub use corelane_router::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 pub use corelane_worker::{
     AskError, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy,
     SendError, Worker, WorkerConfig,
 };
+pub use corelane_worker::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 
 /// The ids of the cores this process may run on (for `with_cpu_affinity`): its CPU affinity
 /// mask, read once at the first call, before any worker is pinned; empty if unknown. See
@@ -75,9 +73,9 @@ pub mod prelude {
         ConsistentHashPartitioner, FnPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
         RangePartitioner, RendezvousPartitioner, RoundRobinPartitioner, StableHashPartitioner,
     };
-    pub use crate::router::{BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport};
     pub use crate::worker::{
         AskError, BoxError, Context, Error, Idle, Outbox, Outcome, Overflow, Placement, Reply,
         RestartPolicy, SendError, Worker, WorkerConfig, WorkerReport,
     };
+    pub use crate::worker::{BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport};
 }

@@ -1,6 +1,8 @@
 //! `kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]`: serves RESP2 until
 //! Ctrl-C or SIGTERM, then shuts down gracefully and prints the shard pool's report.
 
+#![forbid(unsafe_code)]
+
 use corelane_kv::{Config, Server};
 
 /// Keys and values are allocated on the network thread and freed on a shard's (and replies the

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use corelane_partition::{RangePartitioner, RoundRobinPartitioner};
-use corelane_router::Pool;
+use corelane_worker::Pool;
 use corelane_worker::{
     AskError, BoxError, Context, Error, Outcome, Overflow, Reply, RestartPolicy, SendError, Worker,
     WorkerConfig, WorkerState,

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use corelane_partition::Partitioner;
-use corelane_worker::internal::{self, Lane, LaneBatch};
-use corelane_worker::{AskError, Error, Peers, Reply, SendError, Worker};
+
+use crate::context::Peers;
+use crate::slot::{Lane, LaneBatch};
+use crate::{AskError, Error, Reply, SendError, Worker};
 
 /// A producer handle from [`Pool::producer`](crate::Pool::producer): one SPSC lane into every
 /// worker, so its sends never contend with other producers (no CAS). Messages it sends to one
@@ -27,7 +29,7 @@ impl<W: Worker, P> std::fmt::Debug for Producer<W, P> {
 
 impl<W: Worker, P> Producer<W, P> {
     pub(crate) fn new(peers: Arc<Peers<W::Message>>, partitioner: Arc<P>) -> Self {
-        let lanes = peers.slots().iter().map(internal::open_lane).collect();
+        let lanes = peers.slots().iter().map(|slot| slot.open_lane()).collect();
         Self { lanes, partitioner }
     }
 
@@ -111,8 +113,7 @@ impl<W: Worker, P> Producer<W, P> {
     ///
     /// # Examples
     /// ```
-    /// use corelane_router::Pool;
-    /// use corelane_worker::{BoxError, Context, Worker};
+    /// use corelane_worker::{BoxError, Context, Pool, Worker};
     ///
     /// struct Sum;
     /// impl Worker for Sum {
@@ -157,7 +158,9 @@ impl<W: Worker, P> Producer<W, P> {
     /// [`Error::Unflushed`] if a worker stopped (shut down, failed, or past its stop deadline)
     /// before handling them: what it did not handle is in its report.
     pub fn flush(&self) -> Result<(), Error> {
-        internal::flush_lanes(&self.lanes)
+        crate::envelope::flush_all(self.lanes.len(), |i, marker| {
+            self.lanes[i].flush_marker(marker)
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 //! - every thread finishes: a watchdog turns a hang into a failure that prints what each thread
 //!   was doing.
 //!
-//! `cargo test -p corelane-router --release --test torture -- --seconds 600` runs it for as long
+//! `cargo test -p corelane-worker --release --test torture -- --seconds 600` runs it for as long
 //! as asked (default 60 s; `--seed N` replays one run, `--runs N` stops after N runs).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -20,10 +20,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use corelane_partition::HashPartitioner;
-use corelane_router::{BatchingProducer, Pool, ShutdownReport};
 use corelane_worker::{
     AskError, BoxError, Context, Outcome, Overflow, Reply, RestartPolicy, Worker, WorkerConfig,
 };
+use corelane_worker::{BatchingProducer, Pool, ShutdownReport};
 
 /// The fate of one message, as bits.
 const HANDLED: u8 = 1;

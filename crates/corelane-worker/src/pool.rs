@@ -6,13 +6,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use corelane_partition::{HashPartitioner, Partitioner, Resize};
-use corelane_worker::internal;
-use corelane_worker::{
-    AskError, BoxError, Context, Error, Outcome, Peers, Reply, SendError, Slot, Worker,
-    WorkerConfig, WorkerReport,
-};
 
-use crate::{PoolMetrics, Producer, ShutdownReport};
+use crate::context::Peers;
+use crate::runtime::{collect_reports, start};
+use crate::slot::Slot;
+use crate::{
+    AskError, BoxError, Context, Error, Outcome, PoolMetrics, Producer, Reply, SendError,
+    ShutdownReport, Worker, WorkerConfig, WorkerReport,
+};
 
 /// Configures a [`Pool`]; from [`Pool::builder`]. Validates everything at [`spawn`](Self::spawn).
 pub struct PoolBuilder<P = HashPartitioner> {
@@ -82,7 +83,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
         let mut slots = Vec::with_capacity(n);
         let mut pins = Vec::with_capacity(n);
         for (i, cfg) in configs.iter().enumerate() {
-            let (slot, pin) = internal::slot(i, cfg)?;
+            let (slot, pin) = Slot::new(i, cfg)?;
             slots.push(slot);
             pins.push(pin);
         }
@@ -92,7 +93,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
         let mut threads = Vec::with_capacity(n);
         for (i, (cfg, pin)) in configs.iter().zip(pins).enumerate() {
             let slot = peers.slots()[i].clone();
-            match internal::start(
+            match start(
                 factory(i),
                 cfg,
                 slot,
@@ -103,7 +104,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     for slot in &peers.slots()[..i] {
-                        internal::request_stop(slot, None);
+                        slot.request_stop(None);
                     }
                     threads
                         .into_iter()
@@ -156,9 +157,9 @@ impl<W: Worker, P> Inner<W, P> {
             .ok_or(Error::ShutDown)?;
         let slots = self.peers.slots();
         for slot in slots {
-            internal::request_stop(slot, deadline);
+            slot.request_stop(deadline);
         }
-        let reports = internal::collect_reports(slots, &self.reports, deadline);
+        let reports = collect_reports(slots, &self.reports, deadline);
         let mut workers = Vec::with_capacity(slots.len());
         for (report, thread) in reports.into_iter().zip(threads) {
             let report = report.ok_or(Error::ShutDown)?;
@@ -368,7 +369,9 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     /// [`Error::Unflushed`] if a worker stopped (shut down, failed, or past its stop deadline)
     /// before handling them: what it did not handle is in its report.
     pub fn flush(&self) -> Result<(), Error> {
-        internal::flush_slots(self.inner.peers.slots())
+        crate::envelope::flush_all(self.inner.peers.slots().len(), |i, marker| {
+            self.inner.peers.slots()[i].flush_marker(marker)
+        })
     }
 
     /// A snapshot of every worker's counters.
@@ -396,7 +399,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
 
     /// As [`Pool::shutdown`], but workers stop handling messages at `timeout`; what they did
     /// not handle is returned in the report. A worker still in a handler
-    /// [`STOP_GRACE`](corelane_worker::STOP_GRACE) (20 ms) past the deadline is reported
+    /// [`STOP_GRACE`](crate::STOP_GRACE) (20 ms) past the deadline is reported
     /// as [`Outcome::TimedOut`]: its queues are sealed (blocked senders get their message back),
     /// what they held is returned, and its thread is left to finish on its own. Returns within
     /// `timeout` plus that grace.

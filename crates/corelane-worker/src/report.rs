@@ -1,6 +1,6 @@
 //! Pool-wide metrics and the shutdown report.
 
-use corelane_worker::{Outcome, WorkerMetrics, WorkerReport};
+use crate::{Outcome, WorkerMetrics, WorkerReport};
 
 /// Sums over workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
