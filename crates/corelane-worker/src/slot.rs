@@ -299,11 +299,7 @@ impl<M> Slot<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        let (reply, answer) = reply;
-        let env = ask_envelope(make, reply);
-        self.deliver(env, true)
-            .map(|()| answer)
-            .map_err(|e| e.map(Envelope::into_returned))
+        ask_via(make, reply, |env| self.deliver(env, true))
     }
 
     #[inline]
@@ -634,6 +630,19 @@ fn ask_envelope<M, T: Send + 'static>(
     }))
 }
 
+/// Sends an ask's envelope through `deliver` and returns the answer to wait on, or hands the
+/// request back.
+fn ask_via<M, T: Send + 'static>(
+    make: impl FnOnce(Reply<T>) -> M,
+    reply: (Reply<T>, Answer<T>),
+    deliver: impl FnOnce(Envelope<M>) -> Result<(), SendError<Envelope<M>>>,
+) -> Result<Answer<T>, SendError<M>> {
+    let (reply, answer) = reply;
+    deliver(ask_envelope(make, reply))
+        .map(|()| answer)
+        .map_err(|e| e.map(Envelope::into_returned))
+}
+
 /// Locks `m`, ignoring poisoning (no user code runs under these locks).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -675,10 +684,7 @@ impl<M> Lane<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        let (reply, answer) = reply;
-        self.deliver(ask_envelope(make, reply), true)
-            .map(|()| answer)
-            .map_err(|e| e.map(Envelope::into_returned))
+        ask_via(make, reply, |env| self.deliver(env, true))
     }
 
     #[inline]
