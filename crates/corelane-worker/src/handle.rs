@@ -82,6 +82,31 @@ impl<M: Send + 'static> WorkerHandle<M> {
         self.slot.try_send(msg)
     }
 
+    /// As [`WorkerHandle::send`], but under `Block` waits at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`WorkerHandle::send`], plus [`SendError::Timeout`] with the message.
+    pub fn send_timeout(&self, msg: M, timeout: Duration) -> Result<(), SendError<M>> {
+        self.slot
+            .send_until(msg, Instant::now().checked_add(timeout))
+    }
+
+    /// Sends the request `make(reply)` and blocks until the handler answers; every message sent
+    /// to this worker before is handled first.
+    ///
+    /// # Errors
+    /// [`AskError::Send`] with the request if it could not be sent; [`AskError::NoReply`] if
+    /// the handler dropped the reply; [`AskError::Unprocessed`] if the worker stopped first.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(crate::Reply<T>) -> M,
+    ) -> Result<T, crate::AskError<M>> {
+        self.slot
+            .ask(make, crate::Reply::pair())
+            .map_err(crate::AskError::Send)?
+            .wait()
+    }
+
     /// Pauses the worker after its current message: it parks (no CPU) and messages queue up.
     pub fn pause(&self) {
         self.slot.set_paused(true);

@@ -55,7 +55,7 @@ mod slot;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
 pub use context::{Context, Outbox};
-pub use error::{AskError, BoxError, Error, SendError};
+pub use error::{AskError, AskErrorKind, BoxError, Error, SendError, SendErrorKind};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;
 pub use pool::{NoWorker, Pool, PoolBuilder};

@@ -253,6 +253,23 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         self.inner.peers.slots()[self.inner.partitioner.partition(key)].send(msg)
     }
 
+    /// As [`Pool::send_partitioned`], but under `Block` waits at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Pool::send_partitioned`], plus [`SendError::Timeout`] with the message.
+    pub fn send_timeout<K: ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+        timeout: Duration,
+    ) -> Result<(), SendError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        self.inner.peers.slots()[self.inner.partitioner.partition(key)]
+            .send_until(msg, Instant::now().checked_add(timeout))
+    }
+
     /// As [`Pool::send_partitioned`], but never blocks: a full inbox hands the message back.
     ///
     /// # Errors
@@ -339,6 +356,69 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         slot.ask(make, Reply::pair())
             .map_err(AskError::Send)?
             .wait()
+    }
+
+    /// As [`Pool::ask`], waiting at most `timeout` for the answer (the request itself is sent
+    /// by the worker's overflow policy).
+    ///
+    /// # Errors
+    /// As [`Pool::ask`], plus [`AskError::TimedOut`] (the request may still be handled).
+    pub fn ask_timeout<K: ?Sized, T: Send + 'static>(
+        &self,
+        key: &K,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+        timeout: Duration,
+    ) -> Result<T, AskError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
+        slot.ask(make, Reply::pair())
+            .map_err(AskError::Send)?
+            .wait_timeout(timeout)
+    }
+
+    /// As [`Pool::ask`], to worker `worker`.
+    ///
+    /// # Errors
+    /// As [`Pool::ask`]; [`SendError::Unroutable`] (with the request) for an index out of range.
+    pub fn ask_to<T: Send + 'static>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<T, AskError<W::Message>> {
+        match self.slot(worker) {
+            Some(slot) => slot
+                .ask(make, Reply::pair())
+                .map_err(AskError::Send)?
+                .wait(),
+            None => {
+                let (reply, _) = Reply::pair();
+                Err(AskError::Send(SendError::Unroutable(make(reply))))
+            }
+        }
+    }
+
+    /// Asks every worker (`make(reply)` for each, all sent before any answer is awaited) and
+    /// returns the answers in worker order.
+    ///
+    /// # Errors
+    /// The first error, in worker order; the other answers are dropped.
+    pub fn ask_all<T: Send + 'static>(
+        &self,
+        make: impl Fn(Reply<T>) -> W::Message,
+    ) -> Result<Vec<T>, AskError<W::Message>> {
+        let answers: Vec<_> = self
+            .inner
+            .peers
+            .slots()
+            .iter()
+            .map(|slot| slot.ask(&make, Reply::pair()))
+            .collect();
+        answers
+            .into_iter()
+            .map(|a| a.map_err(AskError::Send)?.wait())
+            .collect()
     }
 
     /// As [`Pool::ask`], awaiting the answer instead of blocking (usable from any executor). The

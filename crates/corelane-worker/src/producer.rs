@@ -41,7 +41,7 @@ impl<W: Worker, P> Producer<W, P> {
         may_block: bool,
     ) -> Result<(), SendError<W::Message>> {
         match self.lanes.get(worker) {
-            Some(lane) => lane.send(msg, may_block),
+            Some(lane) => lane.send(msg, crate::slot::Wait::from_flag(may_block)),
             None => Err(SendError::Unroutable(msg)),
         }
     }
@@ -76,6 +76,26 @@ impl<W: Worker, P> Producer<W, P> {
         P: Partitioner<K>,
     {
         self.lane_send(self.partitioner.partition(key), msg, false)
+    }
+
+    /// As [`Producer::send_partitioned`], but under `Block` waits at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Pool::send_timeout`](crate::Pool::send_timeout).
+    pub fn send_timeout<K: ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        match self.lanes.get(self.partitioner.partition(key)) {
+            Some(lane) => lane.send(msg, crate::slot::Wait::Until(deadline)),
+            None => Err(SendError::Unroutable(msg)),
+        }
     }
 
     /// Sends to worker `worker` by its overflow policy.

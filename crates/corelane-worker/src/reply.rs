@@ -141,13 +141,33 @@ impl<T> Answer<T> {
     /// [`AskError::NoReply`] if the [`Reply`] was dropped unanswered;
     /// [`AskError::Unprocessed`] if the worker stopped before handling the request.
     pub fn wait<M>(self) -> Result<T, AskError<M>> {
+        self.wait_for(None)
+    }
+
+    /// As [`Answer::wait`], for at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Answer::wait`], plus [`AskError::TimedOut`] (the request may still be handled; its
+    /// answer is then dropped).
+    pub fn wait_timeout<M>(self, timeout: Duration) -> Result<T, AskError<M>> {
+        self.wait_for(Some(timeout))
+    }
+
+    fn wait_for<M>(self, timeout: Option<Duration>) -> Result<T, AskError<M>> {
         match self.rx {
-            AnswerRx::Blocking(mut rx) => match rx.recv_timeout(Duration::MAX) {
+            AnswerRx::Blocking(mut rx) => match rx.recv_timeout(timeout.unwrap_or(Duration::MAX)) {
                 Ok(v) => Ok(v),
+                Err(corelane_channel::RecvTimeoutError::Timeout) => Err(AskError::TimedOut),
                 Err(_) if rx.is_canceled() => Err(AskError::Unprocessed),
                 Err(_) => Err(AskError::NoReply),
             },
-            AnswerRx::Async(rx) => unwrap_async(rx.recv().ok()),
+            AnswerRx::Async(rx) => match timeout {
+                None => unwrap_async(rx.recv().ok()),
+                Some(t) => match rx.recv_timeout(t) {
+                    Err(flume::RecvTimeoutError::Timeout) => Err(AskError::TimedOut),
+                    got => unwrap_async(got.ok()),
+                },
+            },
         }
     }
 

@@ -222,6 +222,26 @@ impl<M> std::fmt::Debug for Slot<M> {
     }
 }
 
+/// Whether a send whose queue is full under `Block` waits for room, and until when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Never: `Full` at once.
+    No,
+    /// Until the deadline (`None`: for as long as it takes).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    /// For an API's `may_block` flag: forever, or not at all.
+    pub(crate) fn from_flag(may_block: bool) -> Self {
+        if may_block {
+            Self::Until(None)
+        } else {
+            Self::No
+        }
+    }
+}
+
 /// Where a send that found its queue full goes next.
 enum Queue<'a, M> {
     Inbox,
@@ -273,7 +293,16 @@ impl<M> Slot<M> {
     /// [`SendError::Full`] under `Reject`, [`SendError::Closed`] once the worker is stopped.
     #[inline]
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), true)
+        self.deliver(Envelope::Msg(msg), Wait::Until(None))
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    /// As [`Slot::send`], but `Block` waits at most until `deadline`.
+    ///
+    /// # Errors
+    /// As [`Slot::send`], plus [`SendError::Timeout`].
+    pub fn send_until(&self, msg: M, deadline: Option<Instant>) -> Result<(), SendError<M>> {
+        self.deliver(Envelope::Msg(msg), Wait::Until(deadline))
             .map_err(|e| e.map(Envelope::into_returned))
     }
 
@@ -284,7 +313,7 @@ impl<M> Slot<M> {
     /// As [`Slot::send`].
     #[inline]
     pub fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), false)
+        self.deliver(Envelope::Msg(msg), Wait::No)
             .map_err(|e| e.map(Envelope::into_returned))
     }
 
@@ -299,15 +328,15 @@ impl<M> Slot<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        ask_via(make, reply, |env| self.deliver(env, true))
+        ask_via(make, reply, |env| self.deliver(env, Wait::Until(None)))
     }
 
     #[inline]
-    fn deliver(&self, env: Envelope<M>, may_block: bool) -> Result<(), SendError<Envelope<M>>> {
+    fn deliver(&self, env: Envelope<M>, wait: Wait) -> Result<(), SendError<Envelope<M>>> {
         let result = match self.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
-            Err(TrySendError::Full(env)) => self.on_full(env, may_block, Queue::Inbox),
+            Err(TrySendError::Full(env)) => self.on_full(env, wait, Queue::Inbox),
         };
         if result.is_ok() {
             self.doorbell.ring();
@@ -320,20 +349,27 @@ impl<M> Slot<M> {
     fn on_full(
         &self,
         env: Envelope<M>,
-        may_block: bool,
+        wait: Wait,
         queue: Queue<'_, M>,
     ) -> Result<(), SendError<Envelope<M>>> {
-        match (self.overflow, queue) {
-            (Overflow::Block, Queue::Inbox) if may_block => {
+        match (self.overflow, queue, wait) {
+            (Overflow::Block, Queue::Inbox, Wait::Until(None)) => {
                 self.tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block, Queue::Lane(tx)) if may_block => {
+            (Overflow::Block, Queue::Lane(tx), Wait::Until(None)) => {
                 tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block | Overflow::Reject, _) => Err(SendError::Full(env)),
-            (Overflow::DropOldest, Queue::Inbox) => self.send_evicting(env),
+            (Overflow::Block, Queue::Inbox, Wait::Until(Some(d))) => self
+                .tx
+                .send_timeout(env, d.saturating_duration_since(Instant::now()))
+                .map_err(from_timeout),
+            (Overflow::Block, Queue::Lane(tx), Wait::Until(Some(d))) => tx
+                .send_timeout(env, d.saturating_duration_since(Instant::now()))
+                .map_err(from_timeout),
+            (Overflow::Block | Overflow::Reject, _, _) => Err(SendError::Full(env)),
+            (Overflow::DropOldest, Queue::Inbox, _) => self.send_evicting(env),
             // Only the worker pops a lane: `DropOldest` drops the newest there.
-            (Overflow::DropNewest | Overflow::DropOldest, _) => self.drop_new(env),
+            (Overflow::DropNewest | Overflow::DropOldest, _, _) => self.drop_new(env),
         }
     }
 
@@ -670,8 +706,8 @@ impl<M> Lane<M> {
     /// # Errors
     /// As [`Slot::send`].
     #[inline]
-    pub fn send(&self, msg: M, may_block: bool) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), may_block)
+    pub fn send(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        self.deliver(Envelope::Msg(msg), wait)
             .map_err(|e| e.map(Envelope::into_returned))
     }
 
@@ -684,16 +720,16 @@ impl<M> Lane<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        ask_via(make, reply, |env| self.deliver(env, true))
+        ask_via(make, reply, |env| self.deliver(env, Wait::Until(None)))
     }
 
     #[inline]
-    fn deliver(&self, env: Envelope<M>, may_block: bool) -> Result<(), SendError<Envelope<M>>> {
+    fn deliver(&self, env: Envelope<M>, wait: Wait) -> Result<(), SendError<Envelope<M>>> {
         let slot = &*self.slot;
         let result = match self.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
-            Err(TrySendError::Full(env)) => slot.on_full(env, may_block, Queue::Lane(&self.tx)),
+            Err(TrySendError::Full(env)) => slot.on_full(env, wait, Queue::Lane(&self.tx)),
         };
         if result.is_ok() {
             slot.doorbell.ring();
@@ -759,7 +795,7 @@ impl<M> Lane<M> {
         let mut refused = Vec::new();
         let mut full = false;
         for env in envs {
-            match self.slot.on_full(env, false, Queue::Lane(&self.tx)) {
+            match self.slot.on_full(env, Wait::No, Queue::Lane(&self.tx)) {
                 Ok(()) => {}
                 Err(SendError::Full(env)) => {
                     full = true;
@@ -781,6 +817,13 @@ impl<M> Lane<M> {
         if self.tx.send(Envelope::Flush(marker)).is_ok() {
             self.slot.doorbell.ring();
         }
+    }
+}
+
+fn from_timeout<M>(e: corelane_channel::SendTimeoutError<Envelope<M>>) -> SendError<Envelope<M>> {
+    match e {
+        corelane_channel::SendTimeoutError::Timeout(env) => SendError::Timeout(env),
+        corelane_channel::SendTimeoutError::Disconnected(env) => SendError::Closed(env),
     }
 }
 

@@ -369,6 +369,7 @@ fn a_shutdown_at_any_step_balances_loses_nothing_and_runs_on_stop_once() {
                     match p.ask(&k, Count::Inc).await {
                         Ok(_) | Err(AskError::NoReply | AskError::Unprocessed) => {}
                         Err(AskError::Send(e)) => assert!(!matches!(e, SendError::Unroutable(_))),
+                        Err(AskError::TimedOut) => panic!("a simulated ask has no timeout"),
                     }
                 }
             });

@@ -54,8 +54,8 @@ pub use corelane_worker as worker;
 pub use corelane_worker::sim;
 
 pub use corelane_worker::{
-    AskError, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy,
-    SendError, Worker, WorkerConfig,
+    AskError, AskErrorKind, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply,
+    RestartPolicy, SendError, SendErrorKind, Worker, WorkerConfig,
 };
 pub use corelane_worker::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 

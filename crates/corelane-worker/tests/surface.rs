@@ -1,0 +1,119 @@
+//! Timeouts, targeted asks and error kinds: the calls a user reaches for around `send` and `ask`.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use corelane_worker::{
+    spawn, AskError, AskErrorKind, BoxError, Context, Pool, Reply, SendError, SendErrorKind,
+    Worker, WorkerConfig,
+};
+
+#[derive(Debug)]
+enum M {
+    Gate(flume::Receiver<()>),
+    Index(Reply<usize>),
+    Ignore(Reply<usize>),
+    Add(u64),
+}
+
+struct W;
+
+impl Worker for W {
+    type Message = M;
+    type State = Vec<Reply<usize>>;
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Self::State, BoxError> {
+        Ok(Vec::new())
+    }
+    fn handle(&mut self, kept: &mut Self::State, msg: M, ctx: &mut Context<'_, Self>) {
+        match msg {
+            M::Gate(gate) => drop(gate.recv()),
+            M::Index(reply) => reply.send(ctx.index()),
+            M::Ignore(reply) => kept.push(reply), // kept, never answered
+            M::Add(_) => {}
+        }
+    }
+}
+
+fn pool(workers: usize, capacity: usize) -> Pool<W> {
+    Pool::builder()
+        .workers(workers)
+        .worker_config(move |_| WorkerConfig::new().with_queue_capacity(capacity))
+        .spawn(|_| W)
+        .unwrap()
+}
+
+#[test]
+fn send_timeout_hands_the_message_back_when_the_inbox_stays_full() {
+    let pool = pool(1, 1);
+    let (gate, gate_rx) = flume::bounded::<()>(0);
+    pool.send_to(0, M::Gate(gate_rx)).unwrap();
+    while pool.metrics().workers[0].queued > 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    pool.send_to(0, M::Add(1)).unwrap(); // fills the inbox
+    let start = Instant::now();
+    let r = pool.send_timeout(&0u64, M::Add(2), Duration::from_millis(30));
+    let waited = start.elapsed();
+    assert!(matches!(r, Err(SendError::Timeout(M::Add(2)))), "{r:?}");
+    assert!(waited >= Duration::from_millis(25) && waited < Duration::from_secs(2));
+    assert_eq!(r.unwrap_err().kind(), SendErrorKind::Timeout);
+    let producer = pool.producer();
+    producer.send_partitioned(&0u64, M::Add(3)).unwrap(); // fills the lane
+    let r = producer.send_timeout(&0u64, M::Add(4), Duration::from_millis(10));
+    assert!(matches!(r, Err(SendError::Timeout(M::Add(4)))), "{r:?}");
+    drop(producer);
+    drop(gate);
+    assert_eq!(
+        pool.send_timeout(&0u64, M::Add(5), Duration::from_secs(5)),
+        Ok(())
+    );
+    pool.shutdown().unwrap();
+}
+
+#[test]
+fn ask_timeout_gives_up_and_ask_to_and_ask_all_target_workers() {
+    let pool = pool(3, 16);
+    let r = pool.ask_timeout(&1u64, M::Ignore, Duration::from_millis(20));
+    assert!(matches!(r, Err(AskError::TimedOut)), "{r:?}");
+    assert_eq!(r.unwrap_err().kind(), AskErrorKind::TimedOut);
+    for w in 0..3 {
+        assert_eq!(pool.ask_to(w, M::Index).unwrap(), w);
+    }
+    assert_eq!(pool.ask_all(M::Index).unwrap(), [0, 1, 2]);
+    let r = pool.ask_to(7, M::Index);
+    assert!(
+        matches!(r, Err(AskError::Send(SendError::Unroutable(M::Index(_))))),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.unwrap_err().kind(),
+        AskErrorKind::Send(SendErrorKind::Unroutable)
+    );
+    let (reply, answer) = Reply::pair();
+    pool.send_to(0, M::Ignore(reply)).unwrap();
+    assert!(matches!(
+        answer.wait_timeout::<M>(Duration::from_millis(10)),
+        Err(AskError::TimedOut)
+    ));
+    pool.shutdown().unwrap();
+}
+
+#[test]
+fn a_single_worker_answers_asks() {
+    let worker = spawn(W, WorkerConfig::new()).unwrap();
+    assert_eq!(worker.ask(M::Index).unwrap(), 0);
+    worker.stop().unwrap();
+}
+
+#[test]
+fn error_kinds_carry_no_message_and_read_well() {
+    let e: SendError<M> = SendError::Full(M::Add(1));
+    assert_eq!(e.to_string(), "the worker's inbox is full");
+    let kind: Box<dyn std::error::Error + Send + Sync> = Box::new(e.kind());
+    assert_eq!(kind.to_string(), "the worker's inbox is full");
+    let a: AskError<M> = AskError::Send(SendError::Closed(M::Add(1)));
+    assert_eq!(
+        a.to_string(),
+        "ask failed to send: the worker is stopped or shutting down"
+    );
+}
