@@ -454,6 +454,35 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         })
     }
 
+    /// Pauses every worker after its current message: each parks (no CPU) and sends still
+    /// queue by the overflow policy.
+    pub fn pause(&self) {
+        self.inner
+            .peers
+            .slots()
+            .iter()
+            .for_each(|s| s.set_paused(true));
+    }
+
+    /// Resumes every paused worker.
+    pub fn resume(&self) {
+        self.inner
+            .peers
+            .slots()
+            .iter()
+            .for_each(|s| s.set_paused(false));
+    }
+
+    /// Pauses worker `worker` (as [`Pool::pause`]); `false` for an index out of range.
+    pub fn pause_worker(&self, worker: usize) -> bool {
+        self.slot(worker).map(|s| s.set_paused(true)).is_some()
+    }
+
+    /// Resumes worker `worker`; `false` for an index out of range.
+    pub fn resume_worker(&self, worker: usize) -> bool {
+        self.slot(worker).map(|s| s.set_paused(false)).is_some()
+    }
+
     /// A snapshot of every worker's counters.
     pub fn metrics(&self) -> PoolMetrics {
         PoolMetrics {

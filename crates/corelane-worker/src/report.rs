@@ -61,11 +61,12 @@ impl<M> ShutdownReport<M> {
     pub fn accepted(&self) -> u64 {
         self.workers.iter().map(WorkerReport::accepted).sum()
     }
-    /// Whether every worker drained and stopped cleanly.
+    /// Whether every worker drained and stopped cleanly: completed, nothing returned unprocessed,
+    /// and no handler panicked (a restart loses the in-memory state).
     pub fn is_clean(&self) -> bool {
         self.workers
             .iter()
-            .all(|w| w.outcome == Outcome::Completed && w.unprocessed.is_empty())
+            .all(|w| w.outcome == Outcome::Completed && w.unprocessed.is_empty() && w.panics == 0)
     }
     /// Takes every message that was accepted but not handled, worker by worker, in order.
     pub fn into_unprocessed(self) -> Vec<M> {

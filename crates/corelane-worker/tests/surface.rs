@@ -117,3 +117,34 @@ fn error_kinds_carry_no_message_and_read_well() {
         "ask failed to send: the worker is stopped or shutting down"
     );
 }
+
+#[test]
+fn a_paused_pool_queues_and_a_resumed_one_catches_up() {
+    let pool = pool(2, 64);
+    pool.pause();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while pool
+        .metrics()
+        .workers
+        .iter()
+        .any(|w| w.state != corelane_worker::WorkerState::Paused)
+    {
+        assert!(Instant::now() < give_up, "the workers never paused");
+        thread::sleep(Duration::from_millis(1));
+    }
+    for k in 0..10u64 {
+        pool.send_partitioned(&k, M::Add(k)).unwrap();
+    }
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        pool.metrics().total().processed,
+        0,
+        "paused workers handle nothing"
+    );
+    assert_eq!(pool.metrics().total().queued, 10);
+    assert!(pool.resume_worker(0) && !pool.resume_worker(9));
+    pool.resume();
+    pool.flush().unwrap();
+    assert_eq!(pool.metrics().total().processed, 10);
+    assert!(pool.shutdown().unwrap().is_clean());
+}

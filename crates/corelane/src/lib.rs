@@ -73,9 +73,14 @@ pub mod prelude {
         ConsistentHashPartitioner, FnPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
         RangePartitioner, RendezvousPartitioner, RoundRobinPartitioner, StableHashPartitioner,
     };
+    // No `Error` or `Result` here: they would clash with `anyhow`'s or the user's own. The error
+    // types keep their prefixed names; `corelane::Error` is one path away.
     pub use crate::worker::{
-        AskError, BoxError, Context, Error, Idle, Outbox, Outcome, Overflow, Placement, Reply,
-        RestartPolicy, SendError, Worker, WorkerConfig, WorkerReport,
+        spawn, AskError, BoxError, Context, Idle, Outbox, Outcome, Overflow, Placement, Reply,
+        RestartPolicy, SendError, Worker, WorkerConfig, WorkerHandle, WorkerMetrics, WorkerReport,
+        WorkerState,
     };
-    pub use crate::worker::{BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport};
+    pub use crate::worker::{
+        BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
+    };
 }
