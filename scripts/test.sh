@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
 # The simulator is behind a feature: its tests, doc example and runnable example.
-cargo test -p corelane-worker --features sim --locked
+cargo test -p corelane-worker --features sim --locked --test sim
+cargo test -p corelane-worker --features sim --locked --doc
 cargo run -q -p corelane --example sim --features sim --locked >/dev/null

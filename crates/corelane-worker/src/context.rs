@@ -155,6 +155,18 @@ impl<'a, W: Worker> Context<'a, W> {
         self.core
     }
 
+    /// How many times this worker's state was rebuilt after a panic: 0 in the first `init`.
+    pub fn restarts(&self) -> u64 {
+        match &self.route {
+            Route::Pool(peers) => peers.slots[self.index]
+                .stats
+                .restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            #[cfg(feature = "sim")]
+            Route::Sim(sim) => sim.restarts(self.index),
+        }
+    }
+
     /// How many workers the pool has.
     pub fn workers(&self) -> usize {
         match &self.route {

@@ -77,7 +77,8 @@ pub trait Worker: Send + Sized + 'static {
     type State;
 
     /// Builds the state, on the worker's thread. Called again to rebuild it after a handler
-    /// panic (see [`RestartPolicy`]).
+    /// panic (see [`Worker::on_panic`] and [`RestartPolicy`]); [`Context::restarts`] tells a
+    /// first start (0) from a rebuild.
     ///
     /// # Errors
     /// Any error fails the spawn (or, on a restart, stops the worker).
@@ -86,6 +87,21 @@ pub trait Worker: Send + Sized + 'static {
     /// Handles one message. A panic is caught: the message is counted, offered to the
     /// dead-letter hook, and the state is rebuilt per the restart policy; queued messages stay.
     fn handle(&mut self, state: &mut Self::State, msg: Self::Message, ctx: &mut Context<'_, Self>);
+
+    /// Decides what follows a panic of [`Worker::handle`], [`Worker::on_idle`] or
+    /// [`Worker::wait`] (`panic` is its message), as Erlang's and ractor's supervisors let you.
+    /// The default, [`PanicAction::Rebuild`], is the safe choice when a handler stopped halfway
+    /// may leave the state inconsistent; it loses everything the state held in memory (counts
+    /// acknowledged to clients included). A panic here counts as [`PanicAction::Rebuild`].
+    fn on_panic(
+        &mut self,
+        state: &mut Self::State,
+        panic: &str,
+        ctx: &mut Context<'_, Self>,
+    ) -> PanicAction {
+        let _ = (state, panic, ctx);
+        PanicAction::Rebuild
+    }
 
     /// Called when the inbox is empty, before the worker waits.
     fn on_idle(&mut self, state: &mut Self::State, ctx: &mut Context<'_, Self>) {
@@ -112,6 +128,20 @@ pub trait Worker: Send + Sized + 'static {
     fn on_stop(&mut self, state: Self::State, ctx: &mut Context<'_, Self>) {
         let _ = (state, ctx);
     }
+}
+
+/// What a worker does after one of its handlers panicked ([`Worker::on_panic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicAction {
+    /// Keep the state as the handler left it and go on with the next message (no restart is
+    /// counted).
+    Keep,
+    /// Drop the state and rebuild it with [`Worker::init`] (which sees
+    /// [`Context::restarts`] > 0), within the [`RestartPolicy`]; the queue is kept.
+    Rebuild,
+    /// Stop: the worker fails and its queue is returned in its report.
+    Stop,
 }
 
 /// The ids of the cores this process may run on (for `with_cpu_affinity`); empty if unknown.

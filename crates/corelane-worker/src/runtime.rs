@@ -358,12 +358,22 @@ impl<W: Worker> Runner<W> {
         payload: &(dyn Any + Send),
     ) -> Result<(), String> {
         Stats::bump(&self.slot.stats.panics);
+        let text = panic_message(payload);
         if let Some(hook) = &self.dead_letter {
             let letter = crate::DeadLetter {
                 worker: self.slot.index,
-                panic: panic_message(payload),
+                panic: text.clone(),
             };
             let _ = catch_unwind(AssertUnwindSafe(|| hook(&letter)));
+        }
+        match self.on_panic(state, &text) {
+            crate::PanicAction::Keep => return Ok(()),
+            crate::PanicAction::Stop => {
+                return Err(format!(
+                    "a handler panicked ({text}) and on_panic chose Stop"
+                ))
+            }
+            crate::PanicAction::Rebuild => {}
         }
         // The state may be half-updated: drop it (its Drop may panic too) and rebuild.
         let old = state.take();
@@ -396,6 +406,17 @@ impl<W: Worker> Runner<W> {
 
     /// Ends the worker after a halt: a missed deadline stops gracefully (what was not handled
     /// is returned), a fatal panic fails it.
+    /// Asks the worker what follows a panic; a panic in `on_panic` itself means rebuild.
+    fn on_panic(&mut self, state: &mut Option<W::State>, text: &str) -> crate::PanicAction {
+        let Some(st) = state.as_mut() else {
+            return crate::PanicAction::Rebuild;
+        };
+        let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
+        let worker = &mut self.worker;
+        catch_unwind(AssertUnwindSafe(|| worker.on_panic(st, text, &mut ctx)))
+            .unwrap_or(crate::PanicAction::Rebuild)
+    }
+
     fn halt(
         self,
         state: Option<W::State>,

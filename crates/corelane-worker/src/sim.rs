@@ -585,6 +585,7 @@ impl Abort for SimAbort {
 /// A context's route into the simulation.
 pub(crate) trait Route<M> {
     fn workers(&self) -> usize;
+    fn restarts(&self, worker: usize) -> u64;
     fn partitioner(&self) -> &HashPartitioner;
     fn send_to(&self, from: usize, to: usize, msg: M) -> Result<(), SendError<M>>;
 }

@@ -386,3 +386,46 @@ fn every_seed_replays_to_an_identical_trace() {
         assert_eq!(sim.trace(seed), sim.trace(seed), "seed {seed}");
     }
 }
+
+#[test]
+fn a_worker_that_keeps_its_state_on_panic_keeps_its_count_in_every_schedule() {
+    struct Keeper;
+    impl Worker for Keeper {
+        type Message = Count;
+        type State = u64;
+        fn init(&mut self, ctx: &mut Context<'_, Self>) -> Result<u64, BoxError> {
+            assert_eq!(ctx.restarts(), 0, "a kept state is never rebuilt");
+            Ok(0)
+        }
+        fn handle(&mut self, n: &mut u64, msg: Count, _: &mut Context<'_, Self>) {
+            match msg {
+                Count::Inc(reply) => {
+                    *n += 1;
+                    reply.send(*n);
+                }
+                Count::Boom => panic!("boom"),
+                Count::Get(reply) => reply.send(*n),
+            }
+        }
+        fn on_panic(
+            &mut self,
+            _: &mut u64,
+            _: &str,
+            _: &mut Context<'_, Self>,
+        ) -> corelane_worker::PanicAction {
+            corelane_worker::PanicAction::Keep
+        }
+    }
+    let sim = Sim::new(1, |_| Keeper).client(|c| async move {
+        assert_eq!(c.ask(&0u64, Count::Inc).await.unwrap(), 1);
+        c.send(&0u64, Count::Boom).await.unwrap();
+        assert_eq!(
+            c.ask(&0u64, Count::Inc).await.unwrap(),
+            2,
+            "the count survived"
+        );
+        let reports = c.shutdown().await;
+        assert_eq!((reports[0].panics, reports[0].restarts), (1, 0));
+    });
+    assert!(sim.exhaustive(10_000).unwrap().complete);
+}

@@ -148,3 +148,63 @@ fn a_paused_pool_queues_and_a_resumed_one_catches_up() {
     assert_eq!(pool.metrics().total().processed, 10);
     assert!(pool.shutdown().unwrap().is_clean());
 }
+
+/// A counter whose `on_panic` decides by the panic's message, and whose `init` records restarts.
+struct Supervised;
+
+#[derive(Debug)]
+enum S {
+    Inc,
+    Panic(&'static str),
+    Get(Reply<(u64, u64)>),
+}
+
+impl Worker for Supervised {
+    type Message = S;
+    /// (count, restarts seen by init)
+    type State = (u64, u64);
+    fn init(&mut self, ctx: &mut Context<'_, Self>) -> Result<Self::State, BoxError> {
+        Ok((0, ctx.restarts()))
+    }
+    fn handle(&mut self, st: &mut Self::State, msg: S, _: &mut Context<'_, Self>) {
+        match msg {
+            S::Inc => st.0 += 1,
+            S::Panic(why) => panic!("{why}"),
+            S::Get(reply) => reply.send(*st),
+        }
+    }
+    fn on_panic(
+        &mut self,
+        _: &mut Self::State,
+        panic: &str,
+        _: &mut Context<'_, Self>,
+    ) -> corelane_worker::PanicAction {
+        match panic {
+            "keep" => corelane_worker::PanicAction::Keep,
+            "stop" => corelane_worker::PanicAction::Stop,
+            _ => corelane_worker::PanicAction::Rebuild,
+        }
+    }
+}
+
+#[test]
+fn on_panic_keeps_rebuilds_or_stops_and_init_knows_a_restart() {
+    let w = spawn(Supervised, WorkerConfig::new()).unwrap();
+    w.send(S::Inc).unwrap();
+    w.send(S::Panic("keep")).unwrap();
+    assert_eq!(w.ask(S::Get).unwrap(), (1, 0), "kept: the count survives");
+    w.send(S::Panic("rebuild")).unwrap();
+    assert_eq!(
+        w.ask(S::Get).unwrap(),
+        (0, 1),
+        "rebuilt: init saw one restart"
+    );
+    w.send(S::Panic("stop")).unwrap();
+    let _ = w.send(S::Inc); // queued behind the stop (returned), or refused (handed back)
+    let report = w.stop().unwrap();
+    assert!(matches!(
+        report.outcome,
+        corelane_worker::Outcome::Failed(_)
+    ));
+    assert_eq!((report.panics, report.restarts), (3, 1));
+}

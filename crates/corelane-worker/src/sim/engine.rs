@@ -123,6 +123,9 @@ impl<M: Debug> Route<M> for SimRoute<'_, M> {
     fn workers(&self) -> usize {
         self.net.borrow().workers()
     }
+    fn restarts(&self, worker: usize) -> u64 {
+        self.net.borrow().stations[worker].restarts
+    }
     fn partitioner(&self) -> &HashPartitioner {
         self.partitioner
     }
@@ -402,6 +405,16 @@ where
             net.stations[w].panics += 1;
             net.log(|| format!("w{w} panicked: {why}"));
         }
+        match self.on_panic(w, why) {
+            crate::PanicAction::Keep => {
+                self.net
+                    .borrow_mut()
+                    .log(|| format!("w{w} keeps its state (on_panic)"));
+                return;
+            }
+            crate::PanicAction::Stop => return self.fail(w, "on_panic chose Stop"),
+            crate::PanicAction::Rebuild => {}
+        }
         let actor = &mut self.actors[w];
         let old = actor.state.take();
         let _ = super::quietly(move || drop(old));
@@ -411,16 +424,38 @@ where
         if self.faults_rng.chance(self.faults.init_fails) {
             return self.fail(w, "init failed on restart (fault)");
         }
+        self.net.borrow_mut().stations[w].restarts += 1;
         let actor = &mut self.actors[w];
         match run_init(&self.net, &self.partitioner, w, &mut actor.worker) {
             Ok(state) => {
                 actor.state = Some(state);
                 let mut net = self.net.borrow_mut();
-                net.stations[w].restarts += 1;
                 net.log(|| format!("w{w} restarted: state rebuilt by init, queue kept"));
             }
             Err(e) => self.fail(w, &format!("restart failed: {e}")),
         }
+    }
+
+    /// Asks worker `w` what follows a panic; a panic in `on_panic` itself means rebuild.
+    fn on_panic(&mut self, w: usize, why: &str) -> crate::PanicAction {
+        let route = SimRoute {
+            net: &self.net,
+            partitioner: &self.partitioner,
+        };
+        let actor = &mut self.actors[w];
+        let Some(state) = actor.state.as_mut() else {
+            return crate::PanicAction::Rebuild;
+        };
+        net::start_recording();
+        let action = {
+            let mut ctx: Context<'_, W> = super::new_context(w, &route);
+            let worker = &mut actor.worker;
+            super::quietly(|| worker.on_panic(state, why, &mut ctx))
+                .unwrap_or(crate::PanicAction::Rebuild)
+        };
+        let replies = net::stop_recording();
+        self.net.borrow_mut().commit_effects(w, replies);
+        action
     }
 
     fn fail(&mut self, w: usize, why: &str) {
