@@ -6,7 +6,7 @@ use crate::{Outcome, WorkerMetrics, WorkerReport};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Totals {
-    /// Messages queued in inboxes now.
+    /// Messages queued in inboxes and producer lanes now.
     pub queued: usize,
     /// Messages handed to handlers.
     pub processed: u64,

@@ -180,7 +180,7 @@ pub struct WorkerMetrics {
     pub core: Option<usize>,
     /// Its lifecycle state.
     pub state: WorkerState,
-    /// Messages waiting in its inbox now (lanes not included).
+    /// Messages waiting in its inbox and its producer lanes now.
     pub queued: usize,
     /// Messages handed to `handle` (including those whose handler panicked).
     pub processed: u64,
@@ -479,7 +479,12 @@ impl<M> Slot<M> {
             index: self.index,
             core: self.core,
             state: self.state(),
-            queued: self.rx.len(),
+            queued: self.rx.len()
+                + lock(&self.lanes)
+                    .active
+                    .iter()
+                    .map(|l| l.len())
+                    .sum::<usize>(),
             processed: s.processed.load(Ordering::Relaxed),
             dropped: s.drops.get(),
             panics: s.panics.load(Ordering::Relaxed),

@@ -135,17 +135,23 @@ fn a_paused_pool_queues_and_a_resumed_one_catches_up() {
     for k in 0..10u64 {
         pool.send_partitioned(&k, M::Add(k)).unwrap();
     }
+    let producer = pool.producer();
+    for k in 0..5u64 {
+        producer.send_partitioned(&k, M::Add(k)).unwrap();
+    }
     thread::sleep(Duration::from_millis(20));
     assert_eq!(
         pool.metrics().total().processed,
         0,
         "paused workers handle nothing"
     );
-    assert_eq!(pool.metrics().total().queued, 10);
+    assert_eq!(pool.metrics().total().queued, 15, "inboxes and lanes");
     assert!(pool.resume_worker(0) && !pool.resume_worker(9));
     pool.resume();
     pool.flush().unwrap();
-    assert_eq!(pool.metrics().total().processed, 10);
+    producer.flush().unwrap();
+    assert_eq!(pool.metrics().total().processed, 15);
+    drop(producer);
     assert!(pool.shutdown().unwrap().is_clean());
 }
 

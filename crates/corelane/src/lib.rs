@@ -41,7 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Crates: [`channel`] (SPSC/MPSC/MPMC rings), [`partition`] (key -> worker), [`worker`]
+//! Crates: [`channel`](mod@channel) (SPSC/MPSC/MPMC rings), [`partition`] (key -> worker), [`worker`]
 //! (workers, the pool, producers, single workers). With the `sim` feature, `corelane::sim`
 //! runs your workers under seeded, replayable schedules (`docs/simulation.md`).
 
