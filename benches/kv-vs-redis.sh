@@ -12,7 +12,7 @@ KV_PORT=6390; REDIS_PORT=6391
 cargo build --release -q -p corelane-kv
 OUT=$(mktemp -d)
 start_kv()    { target/release/kv-server --addr 127.0.0.1:$KV_PORT ${KV_ARGS:-} >"$OUT/kv.log" 2>&1 & echo $! > "$OUT/kv.pid"; }
-start_redis() { redis-server --port $REDIS_PORT --save '' --appendonly no --daemonize no >"$OUT/redis.log" 2>&1 & echo $! > "$OUT/redis.pid"; }
+start_redis() { redis-server --bind 127.0.0.1 --port $REDIS_PORT --save '' --appendonly no --daemonize no >"$OUT/redis.log" 2>&1 & echo $! > "$OUT/redis.pid"; }
 stop_all()    { kill "$(cat "$OUT/kv.pid")" "$(cat "$OUT/redis.pid")" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_all EXIT
 wait_port()   { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return; sleep 0.05; done; echo "port $1 did not answer" >&2; exit 1; }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::context::Peers;
 use crate::runtime::{collect_reports, start, WorkerReport};
 use crate::slot::Slot;
-use crate::{Error, SendError, Worker, WorkerConfig, WorkerMetrics, WorkerState};
+use crate::{AskError, Error, Reply, SendError, Worker, WorkerConfig, WorkerMetrics, WorkerState};
 
 /// Spawns one worker on its own thread (pinned if `config` says so), runs its `init` there, and
 /// returns a handle to feed and control it.
@@ -99,11 +99,11 @@ impl<M: Send + 'static> WorkerHandle<M> {
     /// the handler dropped the reply; [`AskError::Unprocessed`] if the worker stopped first.
     pub fn ask<T: Send + 'static>(
         &self,
-        make: impl FnOnce(crate::Reply<T>) -> M,
-    ) -> Result<T, crate::AskError<M>> {
+        make: impl FnOnce(Reply<T>) -> M,
+    ) -> Result<T, AskError<M>> {
         self.slot
-            .ask(make, crate::Reply::pair())
-            .map_err(crate::AskError::Send)?
+            .ask(make, Reply::pair())
+            .map_err(AskError::Send)?
             .wait()
     }
 
