@@ -83,6 +83,19 @@ fn write_decimal(out: &mut Vec<u8>, n: i64) {
 /// Redis' `string2ll`: an optional `-`, then `0` or digits without a leading zero, in range
 /// (no `+`, no spaces, at most 20 bytes).
 pub fn string2ll(bytes: &[u8]) -> Option<i64> {
+    // The common case, a short run of digits without a leading zero (every length header), is
+    // folded by hand: no UTF-8 check, no `str::parse`.
+    match bytes {
+        [b'1'..=b'9', rest @ ..] if rest.len() < 18 && rest.iter().all(u8::is_ascii_digit) => {
+            return Some(
+                bytes
+                    .iter()
+                    .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')),
+            );
+        }
+        [b'0'] => return Some(0),
+        _ => {}
+    }
     if bytes.is_empty() || bytes.len() > 20 {
         return None;
     }
