@@ -383,58 +383,94 @@ pub(crate) fn block_on<R>(
     if let Some(r) = attempt() {
         return Some(r);
     }
-    let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     if strategy != WaitStrategy::Park {
-        if let Some(r) = signal.paced(&mut attempt, backlog) {
-            return Some(r);
-        }
-        let budget = signal.budget();
-        let mut started: Option<Instant> = None;
-        let mut yielding = false;
-        // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
-        // waiter that re-reads the peer's index on every pause steals its cache line on every
-        // publish and locks both sides into one transfer per message.
-        let mut pauses = 1u32;
-        let mut attempts = 0u32;
-        loop {
-            if yielding {
-                yield_now();
-            } else {
-                for _ in 0..pauses {
-                    spin_hint();
-                }
-            }
-            if let Some(r) = attempt() {
-                return Some(r);
-            }
-            attempts += 1;
-            if strategy == WaitStrategy::Spin {
-                // Latency first: one pause between attempts, a clock read only for a deadline.
-                if deadline.is_none() || attempts % 64 != 0 {
-                    continue;
-                }
-            } else if attempts <= TIGHT_ATTEMPTS {
-                // A short tight phase catches a hand-off that is already under way.
-                continue;
-            } else if pauses < MAX_PAUSES {
-                // Then an exponential ramp; neither reads the clock: most waits end here.
-                pauses *= 2;
-                continue;
-            }
-            // Each attempt now costs MAX_PAUSES pauses or a yield; a clock read is noise beside it.
-            let now = Instant::now();
-            if past(now) {
-                return None;
-            }
-            let spent = now - *started.get_or_insert(now);
-            if strategy != WaitStrategy::Spin {
-                if strategy == WaitStrategy::SpinThenPark && spent >= budget {
-                    break;
-                }
-                yielding = true;
-            }
+        match spin(strategy, signal, deadline, &mut attempt, backlog) {
+            Spun::Got(r) => return Some(r),
+            Spun::TimedOut => return None,
+            Spun::Park => {}
         }
     }
+    park(strategy, signal, deadline, &mut attempt, ready)
+}
+
+/// How the spin phase of [`block_on`] ended.
+enum Spun<R> {
+    Got(R),
+    TimedOut,
+    /// `SpinThenPark` spent its budget: park.
+    Park,
+}
+
+/// The spin phase of [`block_on`]: the paced first re-try, the tight attempts, the exponential
+/// ramp, then (for `SpinThenPark` and `SpinThenYield`) attempts between yields until the spin
+/// budget is spent.
+fn spin<R>(
+    strategy: WaitStrategy,
+    signal: &Signal,
+    deadline: Option<Instant>,
+    attempt: &mut impl FnMut() -> Option<R>,
+    backlog: &dyn Fn() -> Option<(usize, usize)>,
+) -> Spun<R> {
+    if let Some(r) = signal.paced(&mut *attempt, backlog) {
+        return Spun::Got(r);
+    }
+    let budget = signal.budget();
+    let mut started: Option<Instant> = None;
+    let mut yielding = false;
+    // Exponential backoff (1, 2, 4, .. MAX_PAUSES pause instructions between attempts): a
+    // waiter that re-reads the peer's index on every pause steals its cache line on every
+    // publish and locks both sides into one transfer per message.
+    let mut pauses = 1u32;
+    let mut attempts = 0u32;
+    loop {
+        if yielding {
+            yield_now();
+        } else {
+            for _ in 0..pauses {
+                spin_hint();
+            }
+        }
+        if let Some(r) = attempt() {
+            return Spun::Got(r);
+        }
+        attempts += 1;
+        if strategy == WaitStrategy::Spin {
+            // Latency first: one pause between attempts, a clock read only for a deadline.
+            if deadline.is_none() || attempts % 64 != 0 {
+                continue;
+            }
+        } else if attempts <= TIGHT_ATTEMPTS {
+            // A short tight phase catches a hand-off that is already under way.
+            continue;
+        } else if pauses < MAX_PAUSES {
+            // Then an exponential ramp; neither reads the clock: most waits end here.
+            pauses *= 2;
+            continue;
+        }
+        // Each attempt now costs MAX_PAUSES pauses or a yield; a clock read is noise beside it.
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Spun::TimedOut;
+        }
+        let spent = now - *started.get_or_insert(now);
+        if strategy != WaitStrategy::Spin {
+            if strategy == WaitStrategy::SpinThenPark && spent >= budget {
+                return Spun::Park;
+            }
+            yielding = true;
+        }
+    }
+}
+
+/// The park phase of [`block_on`] (`SpinThenYield` yields instead): parks on `signal` until
+/// `ready`, re-tries, and learns the spin budget from parks that ended in a hand-off.
+fn park<R>(
+    strategy: WaitStrategy,
+    signal: &Signal,
+    deadline: Option<Instant>,
+    attempt: &mut impl FnMut() -> Option<R>,
+    ready: &dyn Fn() -> bool,
+) -> Option<R> {
     loop {
         let parked = if strategy == WaitStrategy::SpinThenYield {
             yield_now();
@@ -452,7 +488,7 @@ pub(crate) fn block_on<R>(
             }
             return Some(r);
         }
-        if past(Instant::now()) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
     }

@@ -61,10 +61,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
     /// that do), a bad capacity, or a partitioner of the wrong size; [`Error::Init`] or
     /// [`Error::InitPanic`] if an `init` fails (workers already started are stopped first);
     /// [`Error::Spawn`].
-    pub fn spawn<W: Worker>(
-        self,
-        mut factory: impl FnMut(usize) -> W,
-    ) -> Result<Pool<W, P>, Error> {
+    pub fn spawn<W: Worker>(self, factory: impl FnMut(usize) -> W) -> Result<Pool<W, P>, Error> {
         let n = match self.workers {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -80,39 +77,11 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
                 .map_err(|e| Error::InvalidConfig(format!("partitioner: {e}")))?,
         );
         let configs: Vec<WorkerConfig> = (0..n).map(|i| (self.config)(i)).collect();
-        let mut slots = Vec::with_capacity(n);
-        let mut pins = Vec::with_capacity(n);
-        for (i, cfg) in configs.iter().enumerate() {
-            let (slot, pin) = Slot::new(i, cfg)?;
-            slots.push(slot);
-            pins.push(pin);
-        }
+        let (slots, pins) = slots(&configs)?;
         let erased: Arc<dyn Any + Send + Sync> = partitioner.clone();
         let peers = Arc::new(Peers::new(slots, Some(erased)));
         let (reports_tx, reports) = flume::unbounded();
-        let mut threads = Vec::with_capacity(n);
-        for (i, (cfg, pin)) in configs.iter().zip(pins).enumerate() {
-            let slot = peers.slots()[i].clone();
-            match start(
-                factory(i),
-                cfg,
-                slot,
-                peers.clone(),
-                pin,
-                reports_tx.clone(),
-            ) {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    for slot in &peers.slots()[..i] {
-                        slot.request_stop(None);
-                    }
-                    threads
-                        .into_iter()
-                        .for_each(|t: JoinHandle<()>| drop(t.join()));
-                    return Err(e);
-                }
-            }
-        }
+        let threads = start_all(&configs, pins, &peers, factory, &reports_tx)?;
         Ok(Pool {
             inner: Arc::new(Inner {
                 peers,
@@ -122,6 +91,46 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
             }),
         })
     }
+}
+
+/// The workers' slots and the core each pins to.
+type Slots<M> = (Vec<Arc<Slot<M>>>, Vec<Option<core_affinity::CoreId>>);
+
+/// Validates every configuration and builds the workers' slots, with the core each pins to.
+fn slots<M>(configs: &[WorkerConfig]) -> Result<Slots<M>, Error> {
+    let mut slots = Vec::with_capacity(configs.len());
+    let mut pins = Vec::with_capacity(configs.len());
+    for (i, cfg) in configs.iter().enumerate() {
+        let (slot, pin) = Slot::new(i, cfg)?;
+        slots.push(slot);
+        pins.push(pin);
+    }
+    Ok((slots, pins))
+}
+
+/// Starts every worker in turn; if one fails to start, stops those already running first.
+fn start_all<W: Worker>(
+    configs: &[WorkerConfig],
+    pins: Vec<Option<core_affinity::CoreId>>,
+    peers: &Arc<Peers<W::Message>>,
+    mut factory: impl FnMut(usize) -> W,
+    reports: &flume::Sender<WorkerReport<W::Message>>,
+) -> Result<Vec<JoinHandle<()>>, Error> {
+    let mut threads = Vec::with_capacity(configs.len());
+    for (i, (cfg, pin)) in configs.iter().zip(pins).enumerate() {
+        let slot = peers.slots()[i].clone();
+        match start(factory(i), cfg, slot, peers.clone(), pin, reports.clone()) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                for slot in &peers.slots()[..i] {
+                    slot.request_stop(None);
+                }
+                threads.into_iter().for_each(|t| drop(t.join()));
+                return Err(e);
+            }
+        }
+    }
+    Ok(threads)
 }
 
 /// A placeholder worker type, so that `Pool::builder()` needs no type annotations.

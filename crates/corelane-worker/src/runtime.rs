@@ -139,28 +139,21 @@ pub fn start<W: Worker>(
         restarts: VecDeque::new(),
     };
     let handle = builder
-        .spawn(move || {
-            if let Some(core) = pin {
-                if !core_affinity::set_for_current(core) {
-                    let _ = ready_tx.send(Err(Error::InvalidConfig(format!(
-                        "worker {index}: could not pin to core {} (outside this process's CPU set?)",
-                        core.id
-                    ))));
-                    if let Some(r) = runner.fail(None, "could not pin".into(), Vec::new()) {
-                        let _ = reports.send(r);
-                    }
-                    return;
-                }
-            }
-            if let Some(report) = runner.run(ready_tx) {
-                let _ = reports.send(report);
-            }
-        })
+        .spawn(move || runner.run_thread(pin, ready_tx, reports))
         .map_err(|source| Error::Spawn {
             worker: index,
             source,
         })?;
-    match ready_rx.recv() {
+    await_init(index, handle, &ready_rx)
+}
+
+/// Waits until the worker's `init` finished; joins its thread if it failed.
+fn await_init(
+    index: usize,
+    handle: std::thread::JoinHandle<()>,
+    ready: &flume::Receiver<Result<(), Error>>,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    match ready.recv() {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => {
             let _ = handle.join();
@@ -203,6 +196,31 @@ enum Halt<M> {
 }
 
 impl<W: Worker> Runner<W> {
+    /// The body of the worker's thread: pin, run, send the report.
+    fn run_thread(
+        self,
+        pin: Option<core_affinity::CoreId>,
+        ready: flume::Sender<Result<(), Error>>,
+        reports: flume::Sender<WorkerReport<W::Message>>,
+    ) {
+        let index = self.slot.index;
+        if let Some(core) = pin {
+            if !core_affinity::set_for_current(core) {
+                let _ = ready.send(Err(Error::InvalidConfig(format!(
+                    "worker {index}: could not pin to core {} (outside this process's CPU set?)",
+                    core.id
+                ))));
+                if let Some(r) = self.fail(None, "could not pin".into(), Vec::new()) {
+                    let _ = reports.send(r);
+                }
+                return;
+            }
+        }
+        if let Some(report) = self.run(ready) {
+            let _ = reports.send(report);
+        }
+    }
+
     /// The worker's life; `None` if the pool gave up on it and reported for it.
     fn run(mut self, ready: flume::Sender<Result<(), Error>>) -> Option<WorkerReport<W::Message>> {
         self.slot.stats.set_state(WorkerState::Starting);
