@@ -990,7 +990,7 @@ fn command(args: &[Vec<u8>]) -> Resp {
 }
 
 /// Validates one command and adds its shard operations to `batch`.
-fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
+fn plan(front: &Front, batch: &mut Batch, args: Vec<Vec<u8>>) -> Plan {
     // Every command we know has a short ASCII name: lower-case it on the stack.
     let mut lower = [0u8; 16];
     let name = match args[0].len() {
@@ -1010,20 +1010,35 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             "wrong number of arguments for '{name}' command"
         )));
     }
-    // A single-key command: its key moves into the operation (no copy).
+    match name {
+        "ping" | "echo" | "quit" | "command" => Plan::Ready(answer_here(name, args)),
+        "del" | "exists" | "mget" | "mset" => plan_multi_key(front, batch, name, args),
+        "dbsize" | "flushall" | "info" => plan_every_shard(batch, name, &args),
+        _ => plan_single_key(front, batch, name, args),
+    }
+}
+
+/// The commands answered without a shard.
+fn answer_here(name: &str, mut args: Vec<Vec<u8>>) -> Resp {
+    match name {
+        "ping" => match args.get(1) {
+            Some(msg) => Resp::Bulk(Some(msg.clone())),
+            None => Resp::Simple("PONG"),
+        },
+        "echo" => Resp::Bulk(Some(args.swap_remove(1))),
+        "quit" => Resp::Simple("OK"),
+        _ => command(&args),
+    }
+}
+
+/// A single-key command: one operation on the key's shard (the key moves into it, no copy).
+fn plan_single_key(front: &Front, batch: &mut Batch, name: &str, mut args: Vec<Vec<u8>>) -> Plan {
     let key = |args: &mut Vec<Vec<u8>>| std::mem::take(&mut args[1]);
     let mut one = |op: Op| {
         let shard = front.shard_of(op.key().unwrap_or_default());
         Plan::One(batch.add(shard, op))
     };
     match name {
-        "ping" => Plan::Ready(match args.get(1) {
-            Some(msg) => Resp::Bulk(Some(msg.clone())),
-            None => Resp::Simple("PONG"),
-        }),
-        "echo" => Plan::Ready(Resp::Bulk(Some(args.swap_remove(1)))),
-        "quit" => Plan::Ready(Resp::Simple("OK")),
-        "command" => Plan::Ready(command(&args)),
         "get" => one(Op::Get(key(&mut args))),
         "strlen" => one(Op::Strlen(key(&mut args))),
         "ttl" => one(Op::Ttl(key(&mut args))),
@@ -1061,6 +1076,13 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
             Err(e) => Plan::Ready(e),
             Ok((in_ms, cond)) => one(Op::Expire(key(&mut args), in_ms, cond)),
         },
+        _ => Plan::Ready(unknown_command(&args)),
+    }
+}
+
+/// A command over several keys: one operation per shard that owns some of them.
+fn plan_multi_key(front: &Front, batch: &mut Batch, name: &str, mut args: Vec<Vec<u8>>) -> Plan {
+    match name {
         "del" | "exists" => {
             let del = name == "del";
             let slots = by_shard(front, args.split_off(1))
@@ -1080,35 +1102,43 @@ fn plan(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
                 .collect();
             Plan::Gather(len, parts)
         }
-        "mset" => {
-            if (n - 1) % 2 != 0 {
-                return Plan::Ready(Resp::err("wrong number of arguments for 'mset' command"));
-            }
-            let mut pairs: Vec<(usize, Pairs)> = Vec::new();
-            let mut rest = args.split_off(1).into_iter();
-            while let (Some(k), Some(v)) = (rest.next(), rest.next()) {
-                let shard = front.shard_of(&k);
-                match pairs.iter_mut().find(|p| p.0 == shard) {
-                    Some(p) => p.1.push((k, v)),
-                    None => pairs.push((shard, vec![(k, v)])),
-                }
-            }
-            Plan::AllOk(
-                pairs
-                    .into_iter()
-                    .map(|(shard, kvs)| batch.add(shard, Op::MSet(kvs)))
-                    .collect(),
-            )
+        _ => plan_mset(front, batch, args),
+    }
+}
+
+/// `MSET`: the pairs grouped by shard, every shard answering `OK`.
+fn plan_mset(front: &Front, batch: &mut Batch, mut args: Vec<Vec<u8>>) -> Plan {
+    if !(args.len() - 1).is_multiple_of(2) {
+        return Plan::Ready(Resp::err("wrong number of arguments for 'mset' command"));
+    }
+    let mut pairs: Vec<(usize, Pairs)> = Vec::new();
+    let mut rest = args.split_off(1).into_iter();
+    while let (Some(k), Some(v)) = (rest.next(), rest.next()) {
+        let shard = front.shard_of(&k);
+        match pairs.iter_mut().find(|p| p.0 == shard) {
+            Some(p) => p.1.push((k, v)),
+            None => pairs.push((shard, vec![(k, v)])),
         }
+    }
+    Plan::AllOk(
+        pairs
+            .into_iter()
+            .map(|(shard, kvs)| batch.add(shard, Op::MSet(kvs)))
+            .collect(),
+    )
+}
+
+/// A command every shard answers part of (`DBSIZE`, `FLUSHALL`, `INFO`).
+fn plan_every_shard(batch: &mut Batch, name: &str, args: &[Vec<u8>]) -> Plan {
+    match name {
         "dbsize" => Plan::Sum(batch.add_to_every_shard(|| Op::DbSize)),
         "flushall" => match args.get(1).map(|a| a.to_ascii_lowercase()) {
-            Some(opt) if opt != b"async" && opt != b"sync" || n > 2 => {
+            Some(opt) if opt != b"async" && opt != b"sync" || args.len() > 2 => {
                 Plan::Ready(Resp::err("syntax error"))
             }
             _ => Plan::AllOk(batch.add_to_every_shard(|| Op::FlushAll)),
         },
-        "info" => Plan::Info(batch.add_to_every_shard(|| Op::Stats)),
-        _ => Plan::Ready(unknown_command(&args)),
+        _ => Plan::Info(batch.add_to_every_shard(|| Op::Stats)),
     }
 }
 
