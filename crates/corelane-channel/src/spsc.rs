@@ -63,7 +63,7 @@ use crate::WaitStrategy;
 /// (`hint`): far enough that the line's transfer from the peer's core (hundreds of nanoseconds
 /// where the two cores are far apart) is done when the side gets there. 2, 4, 6, 8 and 12 were
 /// measured; 8 was best or level with the best whether the cores were near or far
-/// (docs/benchmarks.md, the channel ratios after the write prefetch).
+/// (the A/B table is in `git show 849ac22:docs/benchmarks.md`).
 const PREFETCH_LINES: usize = 8;
 
 /// The cache line size the prefetch distance is counted in.
