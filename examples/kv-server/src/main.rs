@@ -41,18 +41,21 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let server = Server::start(cfg)?;
-    println!("corelane-kv listening on {}", server.local_addr());
+    // The signal runtime and its handlers take their descriptors before the server accepts
+    // anything: clients that use up the process's descriptors must not make them fail.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut term = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    })?;
+    let server = Server::start(cfg)?;
+    println!("corelane-kv listening on {}", server.local_addr());
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
         }
-        Ok::<(), std::io::Error>(())
     })?;
     println!("shutting down: finishing in-flight requests");
     let report = server.shutdown()?;
