@@ -29,7 +29,7 @@ fn keys() -> Vec<u64> {
 
 // ---- corelane -------------------------------------------------------------------------------
 
-/// A worker's per-key counts: the issue's `HashMap` (SipHash over 100k keys: the handler is most
+/// A worker's per-key counts: the reference `HashMap` (SipHash over 100k keys: the handler is most
 /// of the work), or a dense `Vec` indexed by key (a light handler: the transport is most of it).
 /// The hand-rolled pool uses the same table.
 enum Table {
@@ -322,7 +322,7 @@ fn main() {
 fn counter() {
     let keys = keys();
     for (light, handler) in [
-        (false, "`HashMap` handler (the issue's workload)"),
+        (false, "`HashMap` handler (the reference workload)"),
         (true, "light handler (a `Vec` indexed by key)"),
     ] {
         // One round runs every variant once, alternating, so each ratio is taken per round.

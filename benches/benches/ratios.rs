@@ -1,7 +1,7 @@
-//! The channel ratios we claim (issue 2's targets), measured interleaved: every round runs each
-//! contender once on fresh channels, threads pinned, so a ratio compares runs made within the
-//! same second, and the figure reported is the median of the per-round ratios (with their
-//! range and how many rounds met the target).
+//! The channel ratios we claim (their targets are in docs/benchmarks.md, "Channels"), measured
+//! interleaved: every round runs each contender once on fresh channels, threads pinned, so a
+//! ratio compares runs made within the same second, and the figure reported is the median of
+//! the per-round ratios (with their range and how many rounds met the target).
 //!
 //! Run: `cargo bench -p corelane-benches --bench ratios` (sections: `spsc`, `fan`, `ping`;
 //! name one to run only it). Prints markdown tables.
