@@ -240,6 +240,15 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         self.inner.partitioner.partition(key)
     }
 
+    /// The slot of the worker that owns `key`.
+    #[inline]
+    fn slot_for<K: ?Sized>(&self, key: &K) -> &Arc<Slot<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        &self.inner.peers.slots()[self.inner.partitioner.partition(key)]
+    }
+
     fn slot(&self, worker: usize) -> Option<&Arc<Slot<W::Message>>> {
         self.inner.peers.slot(worker)
     }
@@ -259,7 +268,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        self.inner.peers.slots()[self.inner.partitioner.partition(key)].send(msg)
+        self.slot_for(key).send(msg)
     }
 
     /// As [`Pool::send_partitioned`], but under `Block` waits at most `timeout` for room.
@@ -275,7 +284,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        self.inner.peers.slots()[self.inner.partitioner.partition(key)]
+        self.slot_for(key)
             .send_until(msg, Instant::now().checked_add(timeout))
     }
 
@@ -292,7 +301,7 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        self.inner.peers.slots()[self.inner.partitioner.partition(key)].try_send(msg)
+        self.slot_for(key).try_send(msg)
     }
 
     /// Sends `msg` to worker `worker` by its overflow policy.
@@ -361,8 +370,8 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
-        slot.ask(make, Reply::pair())
+        self.slot_for(key)
+            .ask(make, Reply::pair())
             .map_err(AskError::Send)?
             .wait()
     }
@@ -381,8 +390,8 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
-        slot.ask(make, Reply::pair())
+        self.slot_for(key)
+            .ask(make, Reply::pair())
             .map_err(AskError::Send)?
             .wait_timeout(timeout)
     }
@@ -444,8 +453,8 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        let slot = &self.inner.peers.slots()[self.inner.partitioner.partition(key)];
-        slot.ask(make, Reply::pair_async())
+        self.slot_for(key)
+            .ask(make, Reply::pair_async())
             .map_err(AskError::Send)?
             .wait_async()
             .await

@@ -293,8 +293,7 @@ impl<M> Slot<M> {
     /// [`SendError::Full`] under `Reject`, [`SendError::Closed`] once the worker is stopped.
     #[inline]
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), Wait::Until(None))
-            .map_err(|e| e.map(Envelope::into_returned))
+        self.send_msg(msg, Wait::Until(None))
     }
 
     /// As [`Slot::send`], but `Block` waits at most until `deadline`.
@@ -302,8 +301,7 @@ impl<M> Slot<M> {
     /// # Errors
     /// As [`Slot::send`], plus [`SendError::Timeout`].
     pub fn send_until(&self, msg: M, deadline: Option<Instant>) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), Wait::Until(deadline))
-            .map_err(|e| e.map(Envelope::into_returned))
+        self.send_msg(msg, Wait::Until(deadline))
     }
 
     /// Sends without ever blocking: as [`Slot::send`], but `Block` fails with
@@ -313,7 +311,13 @@ impl<M> Slot<M> {
     /// As [`Slot::send`].
     #[inline]
     pub fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.deliver(Envelope::Msg(msg), Wait::No)
+        self.send_msg(msg, Wait::No)
+    }
+
+    /// Sends a user message, waiting as `wait` says when the inbox is full under `Block`.
+    #[inline]
+    fn send_msg(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        self.deliver(Envelope::Msg(msg), wait)
             .map_err(|e| e.map(Envelope::into_returned))
     }
 
