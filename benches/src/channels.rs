@@ -109,8 +109,8 @@ impl SharedRx for Mpmc {
 pub struct Spsc(pub WaitStrategy);
 
 impl Flavor for Spsc {
-    type Tx = corelane::channel::spsc::Producer<u64>;
-    type Rx = corelane::channel::spsc::Consumer<u64>;
+    type Tx = corelane::channel::spsc::Sender<u64>;
+    type Rx = corelane::channel::spsc::Receiver<u64>;
     fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
         Builder::new(capacity)
             .wait_strategy(self.0)
@@ -125,8 +125,8 @@ impl Flavor for Spsc {
 pub struct SpscTryLoop;
 
 impl Flavor for SpscTryLoop {
-    type Tx = corelane::channel::spsc::Producer<u64>;
-    type Rx = corelane::channel::spsc::Consumer<u64>;
+    type Tx = corelane::channel::spsc::Sender<u64>;
+    type Rx = corelane::channel::spsc::Receiver<u64>;
     fn channel(self, capacity: usize) -> (Self::Tx, Self::Rx) {
         corelane::channel::spsc::channel(capacity)
     }

@@ -30,7 +30,7 @@ struct Slot<T> {
 
 /// The ring. Producer rule: none (any number of threads may push). Consumer rule: one popping
 /// thread at a time when `MULTI_CONSUMER` is false, none otherwise.
-pub(crate) struct ArrayRing<T, const MULTI_CONSUMER: bool> {
+pub struct ArrayRing<T, const MULTI_CONSUMER: bool> {
     /// Next position to claim for a push. CAS'd by producers; read by `len`.
     tail: CachePadded<AtomicUsize>,
     /// Next position to pop. CAS'd by consumers (MPMC) or stored by the one consumer (MPSC); read

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    Disconnected, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
-use crate::wait::{block_on, Signal, WaitStrategy};
+use crate::wait::{block_on, Doorbell, Signal, WaitStrategy};
 
 /// A bounded ring buffer. Methods marked `unsafe` carry the flavor's access rule: a
 /// single-producer ring's `push*` may run on one thread at a time, a single-consumer ring's `pop*`
 /// likewise. The endpoint types enforce this (`!Sync`, not `Clone`).
-pub(crate) trait Ring<T> {
+pub trait Ring<T> {
     /// Builds a ring of exactly `capacity` slots (a power of two, already validated).
     fn with_capacity(capacity: usize) -> Self;
     /// Appends `value` and returns its position, or hands it back when full.
@@ -81,8 +81,9 @@ pub(crate) struct Chan<T, R> {
     ring: R,
     wait: WaitStrategy,
     ends: CachePadded<Ends>,
-    /// Receivers sleep here; a push notifies it.
-    not_empty: CachePadded<Signal>,
+    /// Receivers sleep here; a push notifies it. A doorbell, so that a consumer waiting on
+    /// other sources too sleeps on it and a send notifies once ([`Chan::doorbell`]).
+    not_empty: CachePadded<Doorbell>,
     /// Senders sleep here; a pop notifies it.
     not_full: CachePadded<Signal>,
     /// Serializes the draining of a closed channel (the sealing receiver's drain and the reclaims
@@ -103,7 +104,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
                 tx_closed: AtomicBool::new(false),
                 rx_closed: AtomicBool::new(false),
             }),
-            not_empty: CachePadded::new(Signal::default()),
+            not_empty: CachePadded::new(Doorbell::new()),
             not_full: CachePadded::new(Signal::default()),
             closed: Mutex::new(Vec::new()),
             _values: PhantomData,
@@ -126,7 +127,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         // the `tx_closed` store below.
         if self.ends.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.ends.tx_closed.store(true, Ordering::Release);
-            self.not_empty.notify_all();
+            self.not_empty.signal.notify_all();
         }
     }
 
@@ -152,7 +153,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         // lock of `seal` are not needed. This is the common case of a one-shot reply channel.
         if self.ends.senders.load(Ordering::Acquire) == 0 {
             self.ends.rx_closed.store(true, Ordering::Relaxed);
-            self.not_empty.stick();
+            self.not_empty.signal.stick();
             // SAFETY: no receiver and no sender is left; this thread is the only one touching the
             // ring.
             unsafe { self.ring.drain(&mut |_, v| sink(v)) };
@@ -186,7 +187,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         self.ends.rx_closed.store(true, Ordering::Relaxed);
         // Its barrier pairs with the senders' `light_barrier` after their push (see `published`):
         // a sender either sees the flag after its push, or this drain sees its value.
-        self.not_empty.stick();
+        self.not_empty.signal.stick();
         // SAFETY: the close lock is held; the consumer rule is forwarded from the caller.
         unsafe { self.ring.drain(&mut |_, v| sink(v)) };
         drop(guard);
@@ -200,7 +201,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         // One load of `not_empty`'s state after our publication answers both questions: is a
         // receiver asleep (then it is woken), and has the last receiver closed the channel (its
         // seal sticks the signal before draining: then the values may be ours to take back).
-        if self.not_empty.notify() {
+        if self.not_empty.signal.notify() {
             return Some(self.reclaim(first, n));
         }
         None
@@ -295,12 +296,12 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// # Safety
     /// The caller honors the ring's producer rule.
     #[inline(always)]
-    pub(crate) unsafe fn send(&self, value: T) -> Result<(), SendError<T>> {
+    pub(crate) unsafe fn send(&self, value: T) -> Result<(), Disconnected<T>> {
         // Fast path first: most sends find room, and need none of the waiting machinery.
         // SAFETY: forwarded from the caller.
         let value = match unsafe { self.try_send(value) } {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(v)) => return Err(SendError(v)),
+            Err(TrySendError::Disconnected(v)) => return Err(Disconnected(v)),
             Err(TrySendError::Full(v)) => v,
         };
         // SAFETY: forwarded from the caller.
@@ -313,19 +314,22 @@ impl<T, R: Ring<T>> Chan<T, R> {
     /// The caller honors the ring's producer rule.
     #[cold]
     #[inline(never)]
-    unsafe fn send_slow(&self, value: T) -> Result<(), SendError<T>> {
+    unsafe fn send_slow(&self, value: T) -> Result<(), Disconnected<T>> {
         // SAFETY: forwarded from the caller.
         match unsafe { self.send_deadline(value, None) } {
             Ok(()) => Ok(()),
-            Err(e) => Err(SendError(e.into_inner())),
+            Err(e) => Err(Disconnected(e.into_inner())),
         }
     }
 
     /// # Safety
     /// The caller honors the ring's producer rule.
-    pub(crate) unsafe fn try_send_batch(&self, items: &mut Vec<T>) -> Result<usize, SendError<()>> {
+    pub(crate) unsafe fn try_send_batch(
+        &self,
+        items: &mut Vec<T>,
+    ) -> Result<usize, Disconnected<()>> {
         if self.ends.rx_closed.load(Ordering::Relaxed) {
-            return Err(SendError(()));
+            return Err(Disconnected(()));
         }
         // SAFETY: forwarded from the caller.
         let (first, n) = unsafe { self.ring.push_batch(items) };
@@ -337,14 +341,14 @@ impl<T, R: Ring<T>> Chan<T, R> {
             Some(back) => {
                 // Put the values taken back in front of the unsent ones, in order.
                 items.splice(0..0, back);
-                Err(SendError(()))
+                Err(Disconnected(()))
             }
         }
     }
 
     /// # Safety
     /// The caller honors the ring's producer rule.
-    pub(crate) unsafe fn send_batch(&self, items: &mut Vec<T>) -> Result<(), SendError<()>> {
+    pub(crate) unsafe fn send_batch(&self, items: &mut Vec<T>) -> Result<(), Disconnected<()>> {
         let ready = || self.ring.has_space() || self.ends.rx_closed.load(Ordering::Relaxed);
         let attempt = || {
             // SAFETY: forwarded from the caller.
@@ -404,7 +408,7 @@ impl<T, R: Ring<T>> Chan<T, R> {
         };
         block_on(
             self.wait,
-            &self.not_empty,
+            &self.not_empty.signal,
             deadline,
             attempt,
             &ready,
@@ -493,6 +497,9 @@ impl<T, R: Ring<T>> Chan<T, R> {
 
     // ---- inspection ---------------------------------------------------------------------------
 
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        &self.not_empty
+    }
     pub(crate) fn has_item(&self) -> bool {
         self.ring.has_item()
     }

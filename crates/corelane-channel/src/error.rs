@@ -48,27 +48,27 @@ impl<T> fmt::Display for TrySendError<T> {
 }
 impl<T> Error for TrySendError<T> {}
 
-/// A blocking send failed because every receiver is gone; the value is handed back.
+/// A send failed because every receiver is gone; the value is handed back.
 #[derive(PartialEq, Eq, Clone, Copy)]
-pub struct SendError<T>(pub T);
+pub struct Disconnected<T>(pub T);
 
-impl<T> SendError<T> {
+impl<T> Disconnected<T> {
     /// Takes the value back out of the error.
     pub fn into_inner(self) -> T {
         self.0
     }
 }
-impl<T> fmt::Debug for SendError<T> {
+impl<T> fmt::Debug for Disconnected<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
+        f.write_str("Disconnected(..)")
     }
 }
-impl<T> fmt::Display for SendError<T> {
+impl<T> fmt::Display for Disconnected<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("sending on a disconnected channel")
     }
 }
-impl<T> Error for SendError<T> {}
+impl<T> Error for Disconnected<T> {}
 
 /// A [`send_timeout`](crate::mpsc::Sender::send_timeout) failed; the value is handed back.
 #[derive(PartialEq, Eq, Clone, Copy)]

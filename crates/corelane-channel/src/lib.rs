@@ -47,6 +47,7 @@ mod chan;
 mod endpoint;
 mod error;
 mod hint;
+mod lamport;
 pub mod mpmc;
 pub mod mpsc;
 pub mod oneshot;
@@ -54,11 +55,15 @@ pub mod spsc;
 mod sync;
 mod wait;
 
+pub use endpoint::{Flavor, MultiConsumer, MultiProducer, Receiver, Sender, SingleConsumer};
 pub use error::{
-    CapacityError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    CapacityError, Disconnected, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
 pub use wait::{Doorbell, DoorbellReady, WaitStrategy, MAX_SPIN_BUDGET, SPIN_BUDGET};
+
+/// Both ends of a new channel.
+type Pair<T, F> = (Sender<T, F>, Receiver<T, F>);
 
 /// The largest capacity a channel can have (after rounding up to a power of two).
 pub const MAX_CAPACITY: usize = 1 << (usize::BITS - 2);
@@ -110,8 +115,8 @@ impl Builder {
     ///
     /// # Errors
     /// As [`Builder::real_capacity`].
-    pub fn spsc<T>(self) -> Result<(spsc::Producer<T>, spsc::Consumer<T>), CapacityError> {
-        Ok(spsc::with_wait(self.real_capacity()?, self.wait))
+    pub fn spsc<T>(self) -> Result<(spsc::Sender<T>, spsc::Receiver<T>), CapacityError> {
+        self.build()
     }
 
     /// Creates an [`mpsc`] channel.
@@ -119,7 +124,7 @@ impl Builder {
     /// # Errors
     /// As [`Builder::real_capacity`].
     pub fn mpsc<T>(self) -> Result<(mpsc::Sender<T>, mpsc::Receiver<T>), CapacityError> {
-        Ok(mpsc::with_wait(self.real_capacity()?, self.wait))
+        self.build()
     }
 
     /// Creates an [`mpmc`] channel.
@@ -127,6 +132,11 @@ impl Builder {
     /// # Errors
     /// As [`Builder::real_capacity`].
     pub fn mpmc<T>(self) -> Result<(mpmc::Sender<T>, mpmc::Receiver<T>), CapacityError> {
-        Ok(mpmc::with_wait(self.real_capacity()?, self.wait))
+        self.build()
+    }
+
+    /// Creates a channel of flavor `F`.
+    fn build<T, F: Flavor>(self) -> Result<Pair<T, F>, CapacityError> {
+        Ok(endpoint::pair(self.real_capacity()?, self.wait))
     }
 }

@@ -24,20 +24,32 @@
 //! assert_eq!(next, [1000, 1000]);
 //! ```
 
-use std::cell::Cell;
-use std::marker::PhantomData;
-
 use crate::array::ArrayRing;
-use crate::chan::Chan;
-use crate::endpoint::{close_api, debug_endpoint, receiver_api, sender_api};
-use crate::sync::Arc;
-use crate::WaitStrategy;
+use crate::endpoint::{sealed, Flavor, MultiProducer, OneThread, SingleConsumer};
 
-type Shared<T> = Arc<Chan<T, ArrayRing<T, false>>>;
+/// The MPSC flavor: many senders, one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mpsc {}
+
+impl sealed::Flavor for Mpsc {
+    type Ring<T> = ArrayRing<T, false>;
+    type SendRule = ();
+    type RecvRule = OneThread;
+    const NAME: &'static str = "mpsc";
+}
+impl Flavor for Mpsc {}
+impl MultiProducer for Mpsc {}
+impl SingleConsumer for Mpsc {}
+
+/// A sending end of an [`mpsc`](self) channel. `Clone + Send + Sync`.
+pub type Sender<T> = crate::Sender<T, Mpsc>;
+
+/// The receiving end of an [`mpsc`](self) channel. `Send`, not `Sync`, not `Clone`.
+pub type Receiver<T> = crate::Receiver<T, Mpsc>;
 
 /// Creates a channel of at least `capacity` slots (rounded up to a power of two) with the default
-/// [`WaitStrategy::SpinThenPark`]. Use [`Builder`](crate::Builder) for another strategy or a typed
-/// capacity error.
+/// [`WaitStrategy::SpinThenPark`](crate::WaitStrategy::SpinThenPark). Use
+/// [`Builder`](crate::Builder) for another strategy or a typed capacity error.
 ///
 /// # Panics
 /// If `capacity` is 0 or rounds up past [`MAX_CAPACITY`](crate::MAX_CAPACITY).
@@ -45,56 +57,4 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     crate::Builder::new(capacity)
         .mpsc()
         .unwrap_or_else(|e| panic!("mpsc::channel: {e}"))
-}
-
-pub(crate) fn with_wait<T>(capacity: usize, wait: WaitStrategy) -> (Sender<T>, Receiver<T>) {
-    let chan = Arc::new(Chan::new(capacity, wait));
-    (
-        Sender { chan: chan.clone() },
-        Receiver {
-            chan,
-            _not_sync: PhantomData,
-        },
-    )
-}
-
-/// A sending end of an [`mpsc`](self) channel. `Clone + Send + Sync`.
-pub struct Sender<T> {
-    chan: Shared<T>,
-}
-
-/// The receiving end of an [`mpsc`](self) channel. `Send`, not `Sync`, not `Clone`.
-pub struct Receiver<T> {
-    chan: Shared<T>,
-    /// Makes the type `!Sync`: the ring's consumer side admits one popping thread.
-    _not_sync: PhantomData<Cell<()>>,
-}
-
-impl<T> Sender<T> {
-    sender_api!();
-}
-impl<T> Receiver<T> {
-    receiver_api!();
-    close_api!();
-}
-debug_endpoint!(Sender);
-debug_endpoint!(Receiver);
-
-impl<T> Clone for Sender<T> {
-    fn clone(&self) -> Self {
-        self.chan.add_sender();
-        Self {
-            chan: self.chan.clone(),
-        }
-    }
-}
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.chan.drop_sender();
-    }
-}
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.chan.drop_receiver();
-    }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::chan::deadline_after;
 use crate::sync::{Arc, AtomicU32, Ordering, UnsafeCell};
 use crate::wait::{block_on, Signal, WaitStrategy};
-use crate::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+use crate::{Disconnected, RecvError, RecvTimeoutError, TryRecvError};
 
 /// Nothing sent yet, both ends alive.
 const EMPTY: u32 = 0;
@@ -150,8 +150,8 @@ impl<T> Sender<T> {
     /// Sends the value, waking the receiver if it waits.
     ///
     /// # Errors
-    /// [`SendError`] with the value if the receiver is gone.
-    pub fn send(mut self, value: T) -> Result<(), SendError<T>> {
+    /// [`Disconnected`] with the value if the receiver is gone.
+    pub fn send(mut self, value: T) -> Result<(), Disconnected<T>> {
         self.used = true;
         // SAFETY: the state is not `FULL` (only this call, once, sets it), so nobody reads the
         // slot; the receiver reads it only after seeing `FULL`, which our CAS publishes below.
@@ -169,7 +169,7 @@ impl<T> Sender<T> {
             // The receiver is gone (`GONE`) or the channel canceled: the value never became
             // visible; take it back.
             // SAFETY: we wrote the slot above and nobody else reads it unless the state is `FULL`.
-            Err(_) => Err(SendError(
+            Err(_) => Err(Disconnected(
                 self.inner.slot.with(|p| unsafe { (*p).assume_init_read() }),
             )),
         }

@@ -519,7 +519,7 @@ fn park<R>(
 /// ```
 #[derive(Debug, Default)]
 pub struct Doorbell {
-    signal: Signal,
+    pub(crate) signal: Signal,
 }
 
 impl Doorbell {

@@ -10,8 +10,8 @@ use corelane_channel::{Builder, TryRecvError, TrySendError};
 use proptest::prelude::*;
 
 impl_ends!(
-    corelane_channel::spsc::Producer<T>,
-    corelane_channel::spsc::Consumer<T>
+    corelane_channel::spsc::Sender<T>,
+    corelane_channel::spsc::Receiver<T>
 );
 impl_ends!(
     corelane_channel::mpsc::Sender<T>,

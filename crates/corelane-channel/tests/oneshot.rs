@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::Ledger;
 use corelane_channel::oneshot;
-use corelane_channel::{RecvError, RecvTimeoutError, SendError, TryRecvError, WaitStrategy};
+use corelane_channel::{Disconnected, RecvError, RecvTimeoutError, TryRecvError, WaitStrategy};
 
 #[test]
 fn value_crosses_threads_with_every_strategy() {
@@ -52,7 +52,7 @@ fn a_send_to_a_dropped_receiver_hands_the_value_back() {
     assert!(!tx.is_closed());
     drop(rx);
     assert!(tx.is_closed());
-    assert_eq!(tx.send(5), Err(SendError(5)));
+    assert_eq!(tx.send(5), Err(Disconnected(5)));
 }
 
 #[test]

@@ -3,8 +3,8 @@
 mod common;
 
 impl_ends!(
-    corelane_channel::spsc::Producer<T>,
-    corelane_channel::spsc::Consumer<T>
+    corelane_channel::spsc::Sender<T>,
+    corelane_channel::spsc::Receiver<T>
 );
 use common::{RecvEnd, SendEnd};
 flavor_suite!(spsc);
@@ -12,8 +12,8 @@ flavor_suite!(spsc);
 #[test]
 fn ends_are_send_but_not_clone_or_sync() {
     fn is_send<T: Send>() {}
-    is_send::<spsc::Producer<Vec<u8>>>();
-    is_send::<spsc::Consumer<Vec<u8>>>();
+    is_send::<spsc::Sender<Vec<u8>>>();
+    is_send::<spsc::Receiver<Vec<u8>>>();
     // `!Sync` and `!Clone` are checked by the `compile_fail` examples in `spsc`'s docs.
 }
 

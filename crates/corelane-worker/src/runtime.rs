@@ -263,7 +263,7 @@ impl<W: Worker> Runner<W> {
     fn pause(&self) {
         self.slot.stats.set_state(WorkerState::Paused);
         let control = &self.slot.control;
-        self.slot.doorbell.wait(self.slot.idle, None, &|| {
+        self.slot.doorbell().wait(self.slot.idle, None, &|| {
             !control.paused.load(Ordering::Acquire) || control.stop.load(Ordering::Acquire)
         });
         self.slot.stats.set_state(WorkerState::Running);
@@ -292,7 +292,7 @@ impl<W: Worker> Runner<W> {
     fn idle(&mut self, state: &mut Option<W::State>) -> Result<(), Halt<W::Message>> {
         let slot = &self.slot;
         let ready = || slot.has_work();
-        let idle = Idle::new(&slot.doorbell, slot.idle, &ready);
+        let idle = Idle::new(slot.doorbell(), slot.idle, &ready);
         let Some(st) = state.as_mut() else {
             idle.park();
             return Ok(());

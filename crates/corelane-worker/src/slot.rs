@@ -165,7 +165,7 @@ pub(crate) struct Control {
 
 /// The worker's producer lanes, shared so that a seal by the pool can reach them.
 struct Lanes<M> {
-    active: Vec<spsc::Consumer<Envelope<M>>>,
+    active: Vec<spsc::Receiver<Envelope<M>>>,
     /// No lane may be added: a lane opened now is closed at once (its sends fail).
     sealed: bool,
 }
@@ -205,7 +205,6 @@ pub(crate) struct Slot<M> {
     overflow: Overflow,
     pub(crate) idle: WaitStrategy,
     lane_capacity: usize,
-    pub(crate) doorbell: CachePadded<Doorbell>,
     pub(crate) control: CachePadded<Control>,
     lanes: CachePadded<Mutex<Lanes<M>>>,
     /// Flush markers that a `DropOldest` eviction popped: answered by the worker between batches.
@@ -245,7 +244,7 @@ impl Wait {
 /// Where a send that found its queue full goes next.
 enum Queue<'a, M> {
     Inbox,
-    Lane(&'a spsc::Producer<Envelope<M>>),
+    Lane(&'a spsc::Sender<Envelope<M>>),
 }
 
 impl<M> Slot<M> {
@@ -267,7 +266,6 @@ impl<M> Slot<M> {
             overflow: cfg.overflow,
             idle: cfg.idle,
             lane_capacity: cfg.queue_capacity,
-            doorbell: CachePadded::new(Doorbell::new()),
             control: CachePadded::new(Control {
                 stop: AtomicBool::new(false),
                 deadline: Mutex::new(None),
@@ -335,17 +333,21 @@ impl<M> Slot<M> {
         ask_via(make, reply, |env| self.deliver(env, Wait::Until(None)))
     }
 
+    /// Queues `env` in the inbox. No doorbell ring: the worker sleeps on the inbox's own doorbell
+    /// ([`Slot::doorbell`]), which the push rings.
     #[inline]
     fn deliver(&self, env: Envelope<M>, wait: Wait) -> Result<(), SendError<Envelope<M>>> {
-        let result = match self.tx.try_send(env) {
+        match self.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
             Err(TrySendError::Full(env)) => self.on_full(env, wait, Queue::Inbox),
-        };
-        if result.is_ok() {
-            self.doorbell.ring();
         }
-        result
+    }
+
+    /// The doorbell the worker sleeps on: its inbox's. An inbox send rings it by itself; lanes,
+    /// control requests and new lanes ring it after they publish.
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        self.tx.doorbell()
     }
 
     /// The overflow policy, in one place: what a send whose queue was full does with `env`.
@@ -420,17 +422,15 @@ impl<M> Slot<M> {
         lock(&self.evicted_flushes).push(marker);
         // Release pairs with the worker's Acquire swap in `answer_evicted_flushes`.
         self.control.flushes_pending.store(true, Ordering::Release);
-        self.doorbell.ring();
+        self.doorbell().ring();
     }
 
     /// Queues a flush marker (waiting for room whatever the policy); `done` is answered once every
     /// message queued before it is handled or dropped by policy, or told which worker stopped
     /// first.
     pub(crate) fn flush_marker(&self, marker: FlushMarker) {
-        // A refused marker is dropped here, which fails its flush.
-        if self.tx.send(Envelope::Flush(marker)).is_ok() {
-            self.doorbell.ring();
-        }
+        // A refused marker is dropped here, which fails its flush. The push rings the doorbell.
+        let _ = self.tx.send(Envelope::Flush(marker));
     }
 
     /// A new SPSC lane into this worker, for a single-thread producer handle. Once the worker is
@@ -447,7 +447,7 @@ impl<M> Slot<M> {
         } else {
             lanes.active.push(rx);
             drop(lanes);
-            self.doorbell.ring();
+            self.doorbell().ring();
         }
         Lane {
             tx,
@@ -462,13 +462,13 @@ impl<M> Slot<M> {
         *lock(&self.control.deadline) = deadline;
         // Release pairs with the worker's Acquire load of `stop`.
         self.control.stop.store(true, Ordering::Release);
-        self.doorbell.ring();
+        self.doorbell().ring();
     }
 
     /// Pauses (`true`) or resumes (`false`) the worker.
     pub(crate) fn set_paused(&self, paused: bool) {
         self.control.paused.store(paused, Ordering::Release);
-        self.doorbell.ring();
+        self.doorbell().ring();
     }
 
     /// The worker's lifecycle state.
@@ -695,7 +695,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A dedicated SPSC lane from one producer handle into one worker; holds its worker's slot.
 pub(crate) struct Lane<M> {
-    tx: spsc::Producer<Envelope<M>>,
+    tx: spsc::Sender<Envelope<M>>,
     slot: Arc<Slot<M>>,
 }
 
@@ -741,7 +741,7 @@ impl<M> Lane<M> {
             Err(TrySendError::Full(env)) => slot.on_full(env, wait, Queue::Lane(&self.tx)),
         };
         if result.is_ok() {
-            slot.doorbell.ring();
+            slot.doorbell().ring();
         }
         result
     }
@@ -767,7 +767,7 @@ impl<M> Lane<M> {
                 Err(_) => break true,
                 // Ring after every run published: the worker may have looked at this lane just
                 // before it and gone to sleep on its doorbell.
-                Ok(n) if n > 0 => slot.doorbell.ring(),
+                Ok(n) if n > 0 => slot.doorbell().ring(),
                 Ok(_) => {}
             }
             if batch.envs.is_empty() || !wait {
@@ -777,7 +777,7 @@ impl<M> Lane<M> {
             // (a blocking send of one), ring, and go on with the rest.
             let oldest = batch.envs.remove(0);
             match self.tx.send(oldest) {
-                Ok(()) => slot.doorbell.ring(),
+                Ok(()) => slot.doorbell().ring(),
                 Err(e) => {
                     batch.envs.insert(0, e.0);
                     break true;
@@ -824,7 +824,7 @@ impl<M> Lane<M> {
     pub(crate) fn flush_marker(&self, marker: FlushMarker) {
         // A refused marker is dropped here, which fails its flush.
         if self.tx.send(Envelope::Flush(marker)).is_ok() {
-            self.slot.doorbell.ring();
+            self.slot.doorbell().ring();
         }
     }
 }

@@ -152,8 +152,8 @@ macro_rules! flavor_suite {
                 other => panic!("expected Disconnected, got {other:?}"),
             }
             match tx.send(ledger.make(9)) {
-                Err(SendError(v)) => assert_eq!(v.id, 9),
-                other => panic!("expected SendError, got {other:?}"),
+                Err(Disconnected(v)) => assert_eq!(v.id, 9),
+                other => panic!("expected Disconnected, got {other:?}"),
             }
             drop(tx);
             ledger.assert_each_once();
@@ -209,7 +209,7 @@ macro_rules! flavor_suite {
                 let h = thread::spawn(move || tx.send(2));
                 thread::sleep(Duration::from_millis(30));
                 drop(rx);
-                assert_eq!(h.join().unwrap(), Err(SendError(2)), "{wait:?}");
+                assert_eq!(h.join().unwrap(), Err(Disconnected(2)), "{wait:?}");
             }
         }
 
@@ -272,7 +272,7 @@ macro_rules! flavor_suite {
             assert_eq!(rx.try_recv_batch(&mut out, 10), Err(TryRecvError::Empty));
             drop(rx);
             let mut more = vec![9, 10];
-            assert_eq!(tx.send_batch(&mut more), Err(SendError(())));
+            assert_eq!(tx.send_batch(&mut more), Err(Disconnected(())));
             assert_eq!(more, [9, 10], "a failed batch keeps every message");
         }
 
@@ -381,7 +381,7 @@ macro_rules! flavor_suite {
             for i in 0..n {
                 match tx.send(ledger.make(i)) {
                     Ok(()) => sent += 1,
-                    Err(SendError(v)) => drop(v),
+                    Err(Disconnected(v)) => drop(v),
                 }
             }
             h.join().unwrap();
@@ -403,14 +403,14 @@ macro_rules! flavor_suite {
 /// The sending API every flavor has, so the suite is written once.
 pub trait SendEnd<T>: Send + std::fmt::Debug + 'static {
     fn try_send(&self, v: T) -> Result<(), corelane_channel::TrySendError<T>>;
-    fn send(&self, v: T) -> Result<(), corelane_channel::SendError<T>>;
+    fn send(&self, v: T) -> Result<(), corelane_channel::Disconnected<T>>;
     fn send_timeout(
         &self,
         v: T,
         d: std::time::Duration,
     ) -> Result<(), corelane_channel::SendTimeoutError<T>>;
-    fn try_send_batch(&self, v: &mut Vec<T>) -> Result<usize, corelane_channel::SendError<()>>;
-    fn send_batch(&self, v: &mut Vec<T>) -> Result<(), corelane_channel::SendError<()>>;
+    fn try_send_batch(&self, v: &mut Vec<T>) -> Result<usize, corelane_channel::Disconnected<()>>;
+    fn send_batch(&self, v: &mut Vec<T>) -> Result<(), corelane_channel::Disconnected<()>>;
     fn len(&self) -> usize;
     fn capacity(&self) -> usize;
     fn is_full(&self) -> bool;
@@ -450,7 +450,7 @@ macro_rules! impl_ends {
             fn try_send(&self, v: T) -> Result<(), corelane_channel::TrySendError<T>> {
                 <$tx>::try_send(self, v)
             }
-            fn send(&self, v: T) -> Result<(), corelane_channel::SendError<T>> {
+            fn send(&self, v: T) -> Result<(), corelane_channel::Disconnected<T>> {
                 <$tx>::send(self, v)
             }
             fn send_timeout(
@@ -463,10 +463,10 @@ macro_rules! impl_ends {
             fn try_send_batch(
                 &self,
                 v: &mut Vec<T>,
-            ) -> Result<usize, corelane_channel::SendError<()>> {
+            ) -> Result<usize, corelane_channel::Disconnected<()>> {
                 <$tx>::try_send_batch(self, v)
             }
-            fn send_batch(&self, v: &mut Vec<T>) -> Result<(), corelane_channel::SendError<()>> {
+            fn send_batch(&self, v: &mut Vec<T>) -> Result<(), corelane_channel::Disconnected<()>> {
                 <$tx>::send_batch(self, v)
             }
             fn len(&self) -> usize {
