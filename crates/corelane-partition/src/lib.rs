@@ -36,6 +36,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
 mod consistent;
 mod hash;
 mod range;
@@ -45,6 +48,58 @@ pub use consistent::{ConsistentHashPartitioner, RendezvousPartitioner, RingParti
 pub use hash::{HashPartitioner, JumpPartitioner, KeyBytes, StableHashPartitioner};
 pub use range::RangePartitioner;
 pub use simple::{FnPartitioner, RoundRobinPartitioner};
+
+/// A key of any hashable type, behind a reference: a partitioner that hashes its keys
+/// (every hash-based one here) implements `Partitioner<AnyKey<'_>>` and puts an `AnyKey` where it
+/// puts the key itself. So one object-safe partitioner, `dyn for<'a> Partitioner<AnyKey<'a>>`,
+/// routes keys of every type.
+///
+/// # Examples
+/// ```
+/// use corelane_partition::{AnyKey, HashPartitioner, Partitioner};
+/// let p = HashPartitioner::with_partitions(8)?;
+/// let erased: &dyn for<'a> Partitioner<AnyKey<'a>> = &p;
+/// for key in ["a", "b", "order-17"] {
+///     // `str` is unsized: erase the `&str` (a reference hashes as what it points to).
+///     assert_eq!(erased.partition(&AnyKey::new(&key)), p.partition(key));
+/// }
+/// assert_eq!(erased.partition(&AnyKey::new(&42u64)), p.partition(&42u64));
+/// # Ok::<(), corelane_partition::PartitionError>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct AnyKey<'a>(&'a dyn HashInto);
+
+impl<'a> AnyKey<'a> {
+    /// Erases `key`'s type. For an unsized key (`str`, a slice), erase a reference to it: a
+    /// reference hashes exactly as what it points to.
+    pub fn new<K: Hash>(key: &'a K) -> Self {
+        Self(key)
+    }
+}
+
+impl Hash for AnyKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same calls on `state` as `K::hash` makes, through a `dyn Hasher`.
+        self.0.hash_into(state);
+    }
+}
+
+impl fmt::Debug for AnyKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyKey(..)")
+    }
+}
+
+/// `Hash`, object-safe: what [`AnyKey`] holds.
+trait HashInto {
+    fn hash_into(&self, state: &mut dyn Hasher);
+}
+
+impl<K: Hash + ?Sized> HashInto for K {
+    fn hash_into(&self, mut state: &mut dyn Hasher) {
+        self.hash(&mut state);
+    }
+}
 
 /// Maps keys to partitions `0..partitions()`.
 pub trait Partitioner<K: ?Sized>: Send + Sync {

@@ -260,3 +260,40 @@ fn consistent_default_is_balanced_at_64_members() {
     let max = *load.iter().max().unwrap() as f64;
     assert!(max / (200_000.0 / 64.0) < 1.12, "max/mean {}", max / 3125.0);
 }
+
+/// Checks that `p` puts an erased key where it puts the key itself.
+fn erased_agrees<P, K>(name: &str, p: &P, key: &K)
+where
+    P: Partitioner<K> + for<'a> Partitioner<AnyKey<'a>>,
+    K: std::hash::Hash + ?Sized + std::fmt::Debug,
+{
+    let erased: &dyn for<'a> Partitioner<AnyKey<'a>> = p;
+    assert_eq!(
+        erased.partition(&AnyKey::new(&key)),
+        p.partition(key),
+        "{name}: {key:?}"
+    );
+}
+
+proptest! {
+    /// Every hash-based partitioner routes an erased key (of any type: integers, strings, tuples)
+    /// to the partition of the key itself, so a context routes as the pool does.
+    #[test]
+    fn an_erased_key_lands_where_the_key_does(n in 1usize..40, k in any::<u64>(), s in ".{0,24}") {
+        let hash = HashPartitioner::with_partitions(n).unwrap();
+        let jump = JumpPartitioner::with_partitions(n).unwrap();
+        let consistent = ConsistentHashPartitioner::with_table_bits(n, 10).unwrap();
+        let rendezvous = RendezvousPartitioner::new(n).unwrap();
+        let ring = RingPartitioner::new(n, 8).unwrap();
+        let pair = (k, s.clone());
+        erased_agrees("hash", &hash, &k);
+        erased_agrees("hash", &hash, s.as_str());
+        erased_agrees("hash", &hash, &pair);
+        erased_agrees("jump", &jump, &k);
+        erased_agrees("jump", &jump, s.as_str());
+        erased_agrees("consistent", &consistent, &k);
+        erased_agrees("consistent", &consistent, s.as_str());
+        erased_agrees("rendezvous", &rendezvous, &pair);
+        erased_agrees("ring", &ring, s.as_str());
+    }
+}

@@ -5,19 +5,48 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use corelane_partition::{
-    ConsistentHashPartitioner, HashPartitioner, JumpPartitioner, Partitioner,
-    RendezvousPartitioner, RingPartitioner, RoundRobinPartitioner,
-};
+use corelane_partition::{AnyKey, Partitioner};
 
 use crate::slot::Slot;
 use crate::{SendError, Worker, WorkerMetrics};
 
 /// Every worker's slot, shared by the pool and by every worker's [`Context`], plus the pool's
-/// partitioner (type-erased) for [`Context::send_partitioned`].
+/// partitioner behind an object-safe trait, for [`Context::send_partitioned`].
 pub(crate) struct Peers<M> {
     pub(crate) slots: Vec<Arc<Slot<M>>>,
-    partitioner: Option<Arc<dyn Any + Send + Sync>>,
+    routing: Routing,
+}
+
+/// The pool's partitioner as a context reaches it: through `dyn Partitioner`, whatever its type.
+pub(crate) enum Routing {
+    /// A hash-based partitioner: one object routes keys of every hashable type.
+    Hashed(Arc<dyn for<'a> Partitioner<AnyKey<'a>>>),
+    /// A partitioner over keys of one type `K`: an `Arc<dyn Partitioner<K>>`, which a send finds
+    /// again by its key's type (`Any` only recovers that type; routing is the `dyn Partitioner`).
+    Typed(Box<dyn Any + Send + Sync>),
+}
+
+impl Routing {
+    /// The routing of a hash-based partitioner.
+    pub(crate) fn hashed<P: for<'a> Partitioner<AnyKey<'a>> + 'static>(p: Arc<P>) -> Self {
+        Self::Hashed(p)
+    }
+
+    /// The routing of a partitioner over keys of type `K`.
+    pub(crate) fn typed<P: Partitioner<K> + 'static, K: ?Sized + 'static>(p: Arc<P>) -> Self {
+        let p: Arc<dyn Partitioner<K>> = p;
+        Self::Typed(Box::new(p))
+    }
+
+    /// The worker owning `key`; `None` for a key of another type than a typed partitioner's.
+    fn partition<K: Hash + ?Sized + 'static>(&self, key: &K) -> Option<usize> {
+        match self {
+            Self::Hashed(p) => Some(p.partition(&AnyKey::new(&key))),
+            Self::Typed(p) => p
+                .downcast_ref::<Arc<dyn Partitioner<K>>>()
+                .map(|p| p.partition(key)),
+        }
+    }
 }
 
 impl<M> std::fmt::Debug for Peers<M> {
@@ -30,8 +59,8 @@ impl<M> std::fmt::Debug for Peers<M> {
 
 impl<M> Peers<M> {
     /// The routing table of a pool: its slots, in index order, and its partitioner.
-    pub fn new(slots: Vec<Arc<Slot<M>>>, partitioner: Option<Arc<dyn Any + Send + Sync>>) -> Self {
-        Self { slots, partitioner }
+    pub fn new(slots: Vec<Arc<Slot<M>>>, routing: Routing) -> Self {
+        Self { slots, routing }
     }
 
     /// The slot of worker `index`.
@@ -58,34 +87,24 @@ impl<M> Peers<M> {
         }
     }
 
-    /// Sends `msg` without blocking to the worker owning `key` (see [`Peers::partition_hashed`]).
-    fn try_send_partitioned<K: Hash + ?Sized>(&self, key: &K, msg: M) -> Result<(), SendError<M>> {
-        match self.partition_hashed(key) {
+    /// Sends `msg` without blocking to the worker owning `key` (see [`Peers::worker_for`]).
+    fn try_send_partitioned<K: Hash + ?Sized + 'static>(
+        &self,
+        key: &K,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
+        match self.worker_for(key) {
             Some(worker) => self.try_send_to(worker, msg),
             None => Err(SendError::Unroutable(msg)),
         }
     }
 
-    /// The worker owning `key` under the pool's partitioner, when that partitioner is one of
-    /// corelane's hash-based ones; `None` otherwise.
-    pub fn partition_hashed<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
-        let p = self.partitioner.as_deref()?;
-        macro_rules! try_as {
-            ($($t:ty),*) => {$(
-                if let Some(p) = p.downcast_ref::<$t>() {
-                    return Some(p.partition(key));
-                }
-            )*};
-        }
-        try_as!(
-            HashPartitioner,
-            ConsistentHashPartitioner,
-            JumpPartitioner,
-            RendezvousPartitioner,
-            RingPartitioner,
-            RoundRobinPartitioner
-        );
-        None
+    /// The worker owning `key` under the pool's partitioner; `None` when the pool was built with
+    /// a partitioner over keys of another type ([`PoolBuilder::partitioner_for`]).
+    ///
+    /// [`PoolBuilder::partitioner_for`]: crate::PoolBuilder::partitioner_for
+    pub fn worker_for<K: Hash + ?Sized + 'static>(&self, key: &K) -> Option<usize> {
+        self.routing.partition(key)
     }
 }
 
@@ -191,11 +210,15 @@ impl<'a, W: Worker> Context<'a, W> {
 
     /// Sends `msg` to the worker owning `key` under the pool's partitioner, without blocking.
     ///
+    /// Every partitioner the pool can be built with routes here: a hash-based one
+    /// ([`PoolBuilder::partitioner`](crate::PoolBuilder::partitioner)) keys of every type, one
+    /// over keys of type `K` ([`PoolBuilder::partitioner_for`](crate::PoolBuilder::partitioner_for))
+    /// keys of that type.
+    ///
     /// # Errors
-    /// As [`Context::send_to`]; [`SendError::Unroutable`] also when the pool's partitioner is not
-    /// one of corelane's hash-based ones (a custom or range partitioner): compute the index with
-    /// your partitioner and use [`Context::send_to`].
-    pub fn send_partitioned<K: Hash + ?Sized>(
+    /// As [`Context::send_to`]; [`SendError::Unroutable`] also for a key of another type than
+    /// the one the pool's partitioner was given for.
+    pub fn send_partitioned<K: Hash + ?Sized + 'static>(
         &self,
         key: &K,
         msg: W::Message,
@@ -257,10 +280,10 @@ impl<M> Outbox<M> {
         self.peers.slots.len()
     }
 
-    /// The worker owning `key` under the pool's partitioner; `None` when that partitioner is not
-    /// one of corelane's hash-based ones (see [`Context::send_partitioned`]).
-    pub fn worker_for<K: Hash + ?Sized>(&self, key: &K) -> Option<usize> {
-        self.peers.partition_hashed(key)
+    /// The worker owning `key` under the pool's partitioner; `None` for a key of another type
+    /// than the one the pool's partitioner was given for (see [`Context::send_partitioned`]).
+    pub fn worker_for<K: Hash + ?Sized + 'static>(&self, key: &K) -> Option<usize> {
+        self.peers.worker_for(key)
     }
 
     /// Sends `msg` to worker `worker` (possibly the caller's own) without blocking.
@@ -275,7 +298,11 @@ impl<M> Outbox<M> {
     ///
     /// # Errors
     /// As [`Context::send_partitioned`].
-    pub fn send_partitioned<K: Hash + ?Sized>(&self, key: &K, msg: M) -> Result<(), SendError<M>> {
+    pub fn send_partitioned<K: Hash + ?Sized + 'static>(
+        &self,
+        key: &K,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
         self.peers.try_send_partitioned(key, msg)
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::context::Peers;
+use crate::context::{Peers, Routing};
 use crate::runtime::{collect_reports, start, WorkerReport};
 use crate::slot::Slot;
 use crate::{AskError, Error, Reply, SendError, Worker, WorkerConfig, WorkerMetrics, WorkerState};
@@ -40,7 +40,13 @@ pub fn spawn<W: Worker>(
     config: WorkerConfig,
 ) -> Result<WorkerHandle<W::Message>, Error> {
     let (slot, pin) = Slot::new(0, &config)?;
-    let peers = Arc::new(Peers::new(vec![slot.clone()], None));
+    // A lone worker owns every key.
+    let owner = corelane_partition::HashPartitioner::with_partitions(1)
+        .expect("one partition is a valid size");
+    let peers = Arc::new(Peers::new(
+        vec![slot.clone()],
+        Routing::hashed(Arc::new(owner)),
+    ));
     let (reports_tx, reports) = flume::bounded(1);
     let thread = start(worker, &config, slot.clone(), peers, pin, reports_tx)?;
     Ok(WorkerHandle {

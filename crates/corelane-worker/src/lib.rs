@@ -58,7 +58,7 @@ pub use context::{Context, Outbox};
 pub use error::{AskError, AskErrorKind, BoxError, Error, SendError, SendErrorKind};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;
-pub use pool::{NoWorker, Pool, PoolBuilder};
+pub use pool::{Pool, PoolBuilder};
 pub use producer::{BatchingProducer, Producer};
 pub use reply::{Answer, Reply};
 pub use report::{PoolMetrics, ShutdownReport, Totals};

@@ -1,28 +1,32 @@
 //! The pool and its builder.
 
-use std::any::Any;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use corelane_partition::{HashPartitioner, Partitioner, Resize};
+use corelane_partition::{AnyKey, HashPartitioner, Partitioner, Resize};
 
-use crate::context::Peers;
+use crate::context::{Peers, Routing};
 use crate::runtime::{collect_reports, start};
 use crate::slot::Slot;
 use crate::{
-    AskError, BoxError, Context, Error, Outcome, PoolMetrics, Producer, Reply, SendError,
-    ShutdownReport, Worker, WorkerConfig, WorkerReport,
+    AskError, Error, Outcome, PoolMetrics, Producer, Reply, SendError, ShutdownReport, Worker,
+    WorkerConfig, WorkerReport,
 };
 
-/// Configures a [`Pool`]; from [`Pool::builder`]. Validates everything at [`spawn`](Self::spawn).
-pub struct PoolBuilder<P = HashPartitioner> {
+/// Configures a [`Pool`] of workers `W`; from [`Pool::builder`] (`W` is inferred from
+/// [`spawn`](Self::spawn)'s factory). Validates everything at `spawn`.
+pub struct PoolBuilder<W, P = HashPartitioner> {
     workers: Option<usize>,
     config: Box<dyn Fn(usize) -> WorkerConfig>,
     partitioner: P,
+    /// How a [`Context`] reaches the partitioner (chosen by the method that set it).
+    routing: fn(Arc<P>) -> Routing,
+    _workers: PhantomData<fn() -> W>,
 }
 
-impl<P> std::fmt::Debug for PoolBuilder<P> {
+impl<W, P> std::fmt::Debug for PoolBuilder<W, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("workers", &self.workers)
@@ -30,7 +34,21 @@ impl<P> std::fmt::Debug for PoolBuilder<P> {
     }
 }
 
-impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
+impl<W: Worker> PoolBuilder<W> {
+    /// A builder with the defaults: one worker per available core, [`WorkerConfig::new`] for
+    /// each, and the [`HashPartitioner`].
+    fn new() -> Self {
+        Self {
+            workers: None,
+            config: Box::new(|_| WorkerConfig::new()),
+            partitioner: HashPartitioner::new(),
+            routing: Routing::hashed,
+            _workers: PhantomData,
+        }
+    }
+}
+
+impl<W: Worker, P: Resize + Send + Sync + 'static> PoolBuilder<W, P> {
     /// Number of workers (default: one per available core).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -43,13 +61,41 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
         self
     }
 
-    /// How keys map to workers (default [`HashPartitioner`]); resized to the worker count if it
-    /// can be, else its size must equal the worker count.
-    pub fn partitioner<Q: Resize + Send + Sync + 'static>(self, partitioner: Q) -> PoolBuilder<Q> {
+    /// A hash-based partitioner (default [`HashPartitioner`]), which maps keys of every hashable
+    /// type; resized to the worker count if it can be, else its size must equal the worker
+    /// count. For a partitioner over keys of one type (a range, a function, the stable hash),
+    /// use [`partitioner_for`](Self::partitioner_for).
+    pub fn partitioner<Q>(self, partitioner: Q) -> PoolBuilder<W, Q>
+    where
+        Q: Resize + for<'a> Partitioner<AnyKey<'a>> + 'static,
+    {
+        self.with_partitioner(partitioner, Routing::hashed)
+    }
+
+    /// A partitioner over keys of type `K`, such as a
+    /// [`RangePartitioner`](corelane_partition::RangePartitioner) or an
+    /// [`FnPartitioner`](corelane_partition::FnPartitioner): the pool and its workers'
+    /// [`Context::send_partitioned`](crate::Context::send_partitioned) route keys of type `K` by it. Sized as
+    /// [`partitioner`](Self::partitioner) says.
+    pub fn partitioner_for<K, Q>(self, partitioner: Q) -> PoolBuilder<W, Q>
+    where
+        K: ?Sized + 'static,
+        Q: Resize + Partitioner<K> + 'static,
+    {
+        self.with_partitioner(partitioner, Routing::typed::<Q, K>)
+    }
+
+    fn with_partitioner<Q>(
+        self,
+        partitioner: Q,
+        routing: fn(Arc<Q>) -> Routing,
+    ) -> PoolBuilder<W, Q> {
         PoolBuilder {
             workers: self.workers,
             config: self.config,
             partitioner,
+            routing,
+            _workers: PhantomData,
         }
     }
 
@@ -61,7 +107,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
     /// that do), a bad capacity, or a partitioner of the wrong size; [`Error::Init`] or
     /// [`Error::InitPanic`] if an `init` fails (workers already started are stopped first);
     /// [`Error::Spawn`].
-    pub fn spawn<W: Worker>(self, factory: impl FnMut(usize) -> W) -> Result<Pool<W, P>, Error> {
+    pub fn spawn(self, factory: impl FnMut(usize) -> W) -> Result<Pool<W, P>, Error> {
         let n = match self.workers {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -78,8 +124,7 @@ impl<P: Resize + Send + Sync + 'static> PoolBuilder<P> {
         );
         let configs: Vec<WorkerConfig> = (0..n).map(|i| (self.config)(i)).collect();
         let (slots, pins) = slots(&configs)?;
-        let erased: Arc<dyn Any + Send + Sync> = partitioner.clone();
-        let peers = Arc::new(Peers::new(slots, Some(erased)));
+        let peers = Arc::new(Peers::new(slots, (self.routing)(partitioner.clone())));
         let (reports_tx, reports) = flume::unbounded();
         let threads = start_all(&configs, pins, &peers, factory, &reports_tx)?;
         Ok(Pool {
@@ -131,21 +176,6 @@ fn start_all<W: Worker>(
         }
     }
     Ok(threads)
-}
-
-/// A placeholder worker type, so that `Pool::builder()` needs no type annotations.
-#[derive(Debug)]
-pub enum NoWorker {}
-
-impl Worker for NoWorker {
-    type Message = ();
-    type State = ();
-    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        match *self {}
-    }
-    fn handle(&mut self, _: &mut (), _: (), _: &mut Context<'_, Self>) {
-        match *self {}
-    }
 }
 
 struct Inner<W: Worker, P> {
@@ -210,14 +240,11 @@ impl<W: Worker, P> std::fmt::Debug for Pool<W, P> {
     }
 }
 
-impl Pool<NoWorker> {
-    /// Starts configuring a pool.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder {
-            workers: None,
-            config: Box::new(|_| WorkerConfig::new()),
-            partitioner: HashPartitioner::new(),
-        }
+impl<W: Worker> Pool<W> {
+    /// Starts configuring a pool; the worker type is inferred from
+    /// [`spawn`](PoolBuilder::spawn)'s factory.
+    pub fn builder() -> PoolBuilder<W> {
+        PoolBuilder::new()
     }
 }
 

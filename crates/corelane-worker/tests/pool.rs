@@ -127,7 +127,7 @@ fn invalid_configurations_are_typed_errors_at_build() {
     let range = RangePartitioner::new(vec![10u64]).unwrap(); // two partitions
     let wrong = Pool::builder()
         .workers(3)
-        .partitioner(range)
+        .partitioner_for::<u64, _>(range)
         .spawn(|_| Probe::default());
     assert!(matches!(wrong, Err(Error::InvalidConfig(m)) if m.contains("partitioner")));
 }
