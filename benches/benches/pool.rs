@@ -132,7 +132,7 @@ fn corelane_counter(keys: &[u64], client: Client, light: bool) -> f64 {
             producer.flush().unwrap();
         }
         Client::Batched => {
-            let mut producer = pool.producer().batching(BATCH).unwrap();
+            let producer = pool.producer().batching(BATCH).unwrap();
             for &k in keys {
                 producer.send_partitioned(&k, Cmd::Add(k)).unwrap();
             }

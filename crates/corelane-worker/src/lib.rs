@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use corelane_worker::{BoxError, Context, Pool, Reply, Worker, WorkerConfig};
+//! use corelane_worker::{BoxError, Context, Dispatch, Pool, Reply, Worker, WorkerConfig};
 //!
 //! struct Counter;
 //! enum Cmd { Add(u64), Get(u64, Reply<u64>) }
@@ -40,6 +40,7 @@
 
 mod config;
 mod context;
+mod dispatch;
 mod envelope;
 mod error;
 mod handle;
@@ -55,6 +56,7 @@ mod slot;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
 pub use context::{Context, Outbox};
+pub use dispatch::{Dispatch, Wait};
 pub use error::{AskError, AskErrorKind, BoxError, Error, SendError, SendErrorKind};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use corelane_partition::{AnyKey, HashPartitioner, Partitioner, Resize};
 
 use crate::context::{Peers, Routing};
+use crate::dispatch::sealed::Sealed;
 use crate::runtime::{collect_reports, start};
 use crate::slot::Slot;
 use crate::{
-    AskError, Error, Outcome, PoolMetrics, Producer, Reply, SendError, ShutdownReport, Worker,
-    WorkerConfig, WorkerReport,
+    Answer, AskError, Dispatch, Error, Outcome, PoolMetrics, Producer, Reply, SendError,
+    ShutdownReport, Wait, Worker, WorkerConfig, WorkerReport,
 };
 
 /// Configures a [`Pool`] of workers `W`; from [`Pool::builder`] (`W` is inferred from
@@ -249,24 +250,6 @@ impl<W: Worker> Pool<W> {
 }
 
 impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
-    /// Number of workers.
-    pub fn workers(&self) -> usize {
-        self.inner.peers.slots().len()
-    }
-
-    /// The pool's partitioner.
-    pub fn partitioner(&self) -> &P {
-        &self.inner.partitioner
-    }
-
-    /// The worker that owns `key`.
-    pub fn worker_for<K: ?Sized>(&self, key: &K) -> usize
-    where
-        P: Partitioner<K>,
-    {
-        self.inner.partitioner.partition(key)
-    }
-
     /// The slot of the worker that owns `key`.
     #[inline]
     fn slot_for<K: ?Sized>(&self, key: &K) -> &Arc<Slot<W::Message>>
@@ -274,84 +257,6 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         P: Partitioner<K>,
     {
         &self.inner.peers.slots()[self.inner.partitioner.partition(key)]
-    }
-
-    fn slot(&self, worker: usize) -> Option<&Arc<Slot<W::Message>>> {
-        self.inner.peers.slot(worker)
-    }
-
-    /// Sends `msg` to the worker owning `key`, by that worker's overflow policy (`Block` waits).
-    /// Messages from one thread to one worker are handled in send order.
-    ///
-    /// # Errors
-    /// [`SendError::Full`] under `Reject`, [`SendError::Closed`] after shutdown; the message is
-    /// handed back.
-    #[inline]
-    pub fn send_partitioned<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.slot_for(key).send(msg)
-    }
-
-    /// As [`Pool::send_partitioned`], but under `Block` waits at most `timeout` for room.
-    ///
-    /// # Errors
-    /// As [`Pool::send_partitioned`], plus [`SendError::Timeout`] with the message.
-    pub fn send_timeout<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-        timeout: Duration,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.slot_for(key)
-            .send_until(msg, Instant::now().checked_add(timeout))
-    }
-
-    /// As [`Pool::send_partitioned`], but never blocks: a full inbox hands the message back.
-    ///
-    /// # Errors
-    /// As [`Pool::send_partitioned`], plus [`SendError::Full`] under `Block`.
-    #[inline]
-    pub fn try_send_partitioned<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.slot_for(key).try_send(msg)
-    }
-
-    /// Sends `msg` to worker `worker` by its overflow policy.
-    ///
-    /// # Errors
-    /// [`SendError::Unroutable`] for an index out of range; otherwise as
-    /// [`Pool::send_partitioned`].
-    pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
-        match self.slot(worker) {
-            Some(slot) => slot.send(msg),
-            None => Err(SendError::Unroutable(msg)),
-        }
-    }
-
-    /// As [`Pool::send_to`], never blocking.
-    ///
-    /// # Errors
-    /// As [`Pool::try_send_partitioned`].
-    pub fn try_send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
-        match self.slot(worker) {
-            Some(slot) => slot.try_send(msg),
-            None => Err(SendError::Unroutable(msg)),
-        }
     }
 
     /// Sends one copy of `msg` to every worker. Every worker is tried even if one fails.
@@ -370,108 +275,22 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
             .expect("a pool has at least one worker");
         let mut first_err = None;
         for slot in rest {
-            if let Err(e) = slot.send(msg.clone()) {
+            if let Err(e) = slot.send_msg(msg.clone(), Wait::Forever) {
                 first_err.get_or_insert(e);
             }
         }
-        if let Err(e) = last.send(msg) {
+        if let Err(e) = last.send_msg(msg, Wait::Forever) {
             first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Sends the request `make(reply)` to the worker owning `key` and blocks until the handler
-    /// answers. Every message this thread sent to that worker before is handled first
-    /// (read-after-write).
-    ///
-    /// # Errors
-    /// [`AskError::Send`] if the request could not be sent (handed back);
-    /// [`AskError::NoReply`] if the handler dropped the [`Reply`] or panicked, or an overflow
-    /// policy dropped the request; [`AskError::Unprocessed`] at once if the worker stops (shut
-    /// down, failed, or past its stop deadline) before handling it.
-    pub fn ask<K: ?Sized, T: Send + 'static>(
-        &self,
-        key: &K,
-        make: impl FnOnce(Reply<T>) -> W::Message,
-    ) -> Result<T, AskError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.slot_for(key)
-            .ask(make, Reply::pair())
-            .map_err(AskError::Send)?
-            .wait()
-    }
-
-    /// As [`Pool::ask`], waiting at most `timeout` for the answer (the request itself is sent
-    /// by the worker's overflow policy).
-    ///
-    /// # Errors
-    /// As [`Pool::ask`], plus [`AskError::TimedOut`] (the request may still be handled).
-    pub fn ask_timeout<K: ?Sized, T: Send + 'static>(
-        &self,
-        key: &K,
-        make: impl FnOnce(Reply<T>) -> W::Message,
-        timeout: Duration,
-    ) -> Result<T, AskError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.slot_for(key)
-            .ask(make, Reply::pair())
-            .map_err(AskError::Send)?
-            .wait_timeout(timeout)
-    }
-
-    /// As [`Pool::ask`], to worker `worker`.
-    ///
-    /// # Errors
-    /// As [`Pool::ask`]; [`SendError::Unroutable`] (with the request) for an index out of range.
-    pub fn ask_to<T: Send + 'static>(
-        &self,
-        worker: usize,
-        make: impl FnOnce(Reply<T>) -> W::Message,
-    ) -> Result<T, AskError<W::Message>> {
-        match self.slot(worker) {
-            Some(slot) => slot
-                .ask(make, Reply::pair())
-                .map_err(AskError::Send)?
-                .wait(),
-            None => {
-                let (reply, _) = Reply::pair();
-                Err(AskError::Send(SendError::Unroutable(make(reply))))
-            }
-        }
-    }
-
-    /// Asks every worker (`make(reply)` for each, all sent before any answer is awaited) and
-    /// returns the answers in worker order.
-    ///
-    /// # Errors
-    /// The first error, in worker order; the other answers are dropped.
-    pub fn ask_all<T: Send + 'static>(
-        &self,
-        make: impl Fn(Reply<T>) -> W::Message,
-    ) -> Result<Vec<T>, AskError<W::Message>> {
-        let answers: Vec<_> = self
-            .inner
-            .peers
-            .slots()
-            .iter()
-            .map(|slot| slot.ask(&make, Reply::pair()))
-            .collect();
-        answers
-            .into_iter()
-            .map(|a| a.map_err(AskError::Send)?.wait())
-            .collect()
-    }
-
-    /// As [`Pool::ask`], awaiting the answer instead of blocking (usable from any executor). The
+    /// As [`Dispatch::ask`], awaiting the answer instead of blocking (usable from any executor). The
     /// request itself is sent by the worker's overflow policy, so under `Block` a full inbox
     /// blocks this thread until there is room.
     ///
     /// # Errors
-    /// As [`Pool::ask`].
+    /// As [`Dispatch::ask`].
     pub async fn ask_async<K: ?Sized, T: Send + 'static>(
         &self,
         key: &K,
@@ -520,12 +339,20 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
 
     /// Pauses worker `worker` (as [`Pool::pause`]); `false` for an index out of range.
     pub fn pause_worker(&self, worker: usize) -> bool {
-        self.slot(worker).map(|s| s.set_paused(true)).is_some()
+        self.inner
+            .peers
+            .slot(worker)
+            .map(|s| s.set_paused(true))
+            .is_some()
     }
 
     /// Resumes worker `worker`; `false` for an index out of range.
     pub fn resume_worker(&self, worker: usize) -> bool {
-        self.slot(worker).map(|s| s.set_paused(false)).is_some()
+        self.inner
+            .peers
+            .slot(worker)
+            .map(|s| s.set_paused(false))
+            .is_some()
     }
 
     /// A snapshot of every worker's counters.
@@ -562,5 +389,47 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     /// As [`Pool::shutdown`].
     pub fn shutdown_timeout(self, timeout: Duration) -> Result<ShutdownReport<W::Message>, Error> {
         self.inner.shutdown(Instant::now().checked_add(timeout))
+    }
+}
+
+impl<W: Worker, P> Sealed for Pool<W, P> {}
+
+/// Sends go into the workers' shared inboxes: the pool is `Sync`, any number of threads send
+/// through it.
+impl<W: Worker, P: Send + Sync + 'static> Dispatch for Pool<W, P> {
+    type Message = W::Message;
+    type Partitioner = P;
+    type Unsent = W::Message;
+
+    fn workers(&self) -> usize {
+        self.inner.peers.slots().len()
+    }
+
+    fn partitioner(&self) -> &P {
+        &self.inner.partitioner
+    }
+
+    #[inline]
+    fn send_with(
+        &self,
+        worker: usize,
+        msg: W::Message,
+        wait: Wait,
+    ) -> Result<(), SendError<W::Message>> {
+        match self.inner.peers.slot(worker) {
+            Some(slot) => slot.send_msg(msg, wait),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    fn ask_with<T: Send + 'static>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<Answer<T>, SendError<W::Message>> {
+        match self.inner.peers.slot(worker) {
+            Some(slot) => slot.ask(make, Reply::pair()),
+            None => Err(SendError::Unroutable(make(Reply::pair().0))),
+        }
     }
 }

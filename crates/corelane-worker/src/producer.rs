@@ -1,12 +1,12 @@
 //! Single-thread producer handles with dedicated SPSC lanes.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use corelane_partition::Partitioner;
-
 use crate::context::Peers;
+use crate::dispatch::sealed::Sealed;
 use crate::slot::{Lane, LaneBatch};
-use crate::{AskError, Error, Reply, SendError, Worker};
+use crate::{Answer, Dispatch, Error, Reply, SendError, Wait, Worker};
 
 /// A producer handle from [`Pool::producer`](crate::Pool::producer): one SPSC lane into every
 /// worker, so its sends never contend with other producers (no CAS). Messages it sends to one
@@ -33,98 +33,6 @@ impl<W: Worker, P> Producer<W, P> {
         Self { lanes, partitioner }
     }
 
-    #[inline]
-    fn lane_send(
-        &self,
-        worker: usize,
-        msg: W::Message,
-        may_block: bool,
-    ) -> Result<(), SendError<W::Message>> {
-        match self.lanes.get(worker) {
-            Some(lane) => lane.send(msg, crate::slot::Wait::from_flag(may_block)),
-            None => Err(SendError::Unroutable(msg)),
-        }
-    }
-
-    /// Sends to the worker owning `key` by its overflow policy.
-    ///
-    /// # Errors
-    /// As [`Pool::send_partitioned`](crate::Pool::send_partitioned).
-    #[inline]
-    pub fn send_partitioned<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.lane_send(self.partitioner.partition(key), msg, true)
-    }
-
-    /// As [`Producer::send_partitioned`], never blocking.
-    ///
-    /// # Errors
-    /// As [`Pool::try_send_partitioned`](crate::Pool::try_send_partitioned).
-    #[inline]
-    pub fn try_send_partitioned<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.lane_send(self.partitioner.partition(key), msg, false)
-    }
-
-    /// As [`Producer::send_partitioned`], but under `Block` waits at most `timeout` for room.
-    ///
-    /// # Errors
-    /// As [`Pool::send_timeout`](crate::Pool::send_timeout).
-    pub fn send_timeout<K: ?Sized>(
-        &self,
-        key: &K,
-        msg: W::Message,
-        timeout: std::time::Duration,
-    ) -> Result<(), SendError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        let deadline = std::time::Instant::now().checked_add(timeout);
-        match self.lanes.get(self.partitioner.partition(key)) {
-            Some(lane) => lane.send(msg, crate::slot::Wait::Until(deadline)),
-            None => Err(SendError::Unroutable(msg)),
-        }
-    }
-
-    /// Sends to worker `worker` by its overflow policy.
-    ///
-    /// # Errors
-    /// As [`Pool::send_to`](crate::Pool::send_to).
-    pub fn send_to(&self, worker: usize, msg: W::Message) -> Result<(), SendError<W::Message>> {
-        self.lane_send(worker, msg, true)
-    }
-
-    /// As [`Pool::ask`](crate::Pool::ask), through this handle's lane (so it observes every
-    /// earlier send of this handle to that worker).
-    ///
-    /// # Errors
-    /// As [`Pool::ask`](crate::Pool::ask).
-    pub fn ask<K: ?Sized, T: Send + 'static>(
-        &self,
-        key: &K,
-        make: impl FnOnce(Reply<T>) -> W::Message,
-    ) -> Result<T, AskError<W::Message>>
-    where
-        P: Partitioner<K>,
-    {
-        self.lanes[self.partitioner.partition(key)]
-            .ask(make, Reply::pair())
-            .map_err(AskError::Send)?
-            .wait()
-    }
-
     /// Turns this handle into a [`BatchingProducer`] that holds up to `batch` messages per worker
     /// and publishes them to that worker's lane together.
     ///
@@ -133,7 +41,7 @@ impl<W: Worker, P> Producer<W, P> {
     ///
     /// # Examples
     /// ```
-    /// use corelane_worker::{BoxError, Context, Pool, Worker};
+    /// use corelane_worker::{BoxError, Context, Dispatch, Pool, Worker};
     ///
     /// struct Sum;
     /// impl Worker for Sum {
@@ -167,7 +75,7 @@ impl<W: Worker, P> Producer<W, P> {
         Ok(BatchingProducer {
             producer: self,
             batch,
-            pending,
+            pending: RefCell::new(pending),
         })
     }
 
@@ -199,8 +107,10 @@ impl<W: Worker, P> Producer<W, P> {
 pub struct BatchingProducer<W: Worker, P> {
     producer: Producer<W, P>,
     batch: usize,
-    /// One batch per worker; `pending[i]` holds fewer than `batch` messages between calls.
-    pending: Vec<LaneBatch<W::Message>>,
+    /// One batch per worker; `pending[i]` holds fewer than `batch` messages between calls. In a
+    /// `RefCell` so that sends take `&self` like every other handle's: the handle is not `Sync`,
+    /// and no borrow is held across a call out of this module.
+    pending: RefCell<Vec<LaneBatch<W::Message>>>,
 }
 
 impl<W: Worker, P> std::fmt::Debug for BatchingProducer<W, P> {
@@ -213,86 +123,16 @@ impl<W: Worker, P> std::fmt::Debug for BatchingProducer<W, P> {
 }
 
 impl<W: Worker, P> BatchingProducer<W, P> {
-    /// Appends `msg` to worker `worker`'s batch and publishes the batch once it is full.
-    #[inline]
-    fn push(
-        &mut self,
-        worker: usize,
-        msg: W::Message,
-        may_block: bool,
-    ) -> Result<(), SendError<Vec<W::Message>>> {
-        let Some(batch) = self.pending.get_mut(worker) else {
-            return Err(SendError::Unroutable(vec![msg]));
-        };
-        if batch.push(msg) < self.batch {
-            return Ok(());
-        }
-        self.publish_one(worker, may_block)
-    }
-
     /// Publishes worker `worker`'s batch (out of line: once per batch).
     #[inline(never)]
-    fn publish_one(
-        &mut self,
-        worker: usize,
-        may_block: bool,
-    ) -> Result<(), SendError<Vec<W::Message>>> {
-        self.producer.lanes[worker].send_batch(&mut self.pending[worker], may_block)
-    }
-
-    /// Adds `msg` to the batch of the worker owning `key`; a full batch is published by the
-    /// worker's overflow policy (`Block` waits for room).
-    ///
-    /// # Errors
-    /// When publishing fails: [`SendError::Closed`] (the worker stopped), [`SendError::Full`]
-    /// under `Reject`, with every message of that batch not published.
-    #[inline]
-    pub fn send_partitioned<K: ?Sized>(
-        &mut self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<Vec<W::Message>>>
-    where
-        P: Partitioner<K>,
-    {
-        let worker = self.producer.partitioner.partition(key);
-        self.push(worker, msg, true)
-    }
-
-    /// As [`BatchingProducer::send_partitioned`], never blocking: a full batch that does not fit
-    /// in the lane is handed back as [`SendError::Full`] (what fit is published).
-    ///
-    /// # Errors
-    /// As [`BatchingProducer::send_partitioned`], plus [`SendError::Full`] under `Block`.
-    #[inline]
-    pub fn try_send_partitioned<K: ?Sized>(
-        &mut self,
-        key: &K,
-        msg: W::Message,
-    ) -> Result<(), SendError<Vec<W::Message>>>
-    where
-        P: Partitioner<K>,
-    {
-        let worker = self.producer.partitioner.partition(key);
-        self.push(worker, msg, false)
-    }
-
-    /// Adds `msg` to worker `worker`'s batch, as [`BatchingProducer::send_partitioned`].
-    ///
-    /// # Errors
-    /// [`SendError::Unroutable`] for an index out of range; otherwise as
-    /// [`BatchingProducer::send_partitioned`].
-    pub fn send_to(
-        &mut self,
-        worker: usize,
-        msg: W::Message,
-    ) -> Result<(), SendError<Vec<W::Message>>> {
-        self.push(worker, msg, true)
+    fn publish_one(&self, worker: usize, wait: Wait) -> Result<(), SendError<Vec<W::Message>>> {
+        let mut pending = self.pending.borrow_mut();
+        self.producer.lanes[worker].send_batch(&mut pending[worker], wait)
     }
 
     /// Messages waiting in the batches, not yet published.
     pub fn pending(&self) -> usize {
-        self.pending.iter().map(LaneBatch::len).sum()
+        self.pending.borrow().iter().map(LaneBatch::len).sum()
     }
 
     /// Publishes every worker's batch by its overflow policy (`Block` waits for room).
@@ -300,10 +140,10 @@ impl<W: Worker, P> BatchingProducer<W, P> {
     /// # Errors
     /// The first worker whose batch could not be published, with its unpublished messages; the
     /// batches of the workers after it stay pending (call again to publish them).
-    pub fn publish(&mut self) -> Result<(), SendError<Vec<W::Message>>> {
-        for worker in 0..self.pending.len() {
-            if !self.pending[worker].is_empty() {
-                self.publish_one(worker, true)?;
+    pub fn publish(&self) -> Result<(), SendError<Vec<W::Message>>> {
+        for worker in 0..self.producer.lanes.len() {
+            if !self.pending.borrow()[worker].is_empty() {
+                self.publish_one(worker, Wait::Forever)?;
             }
         }
         Ok(())
@@ -315,32 +155,11 @@ impl<W: Worker, P> BatchingProducer<W, P> {
     /// # Errors
     /// As [`BatchingProducer::publish`]; [`SendError::Closed`] with no messages if a worker
     /// stopped before answering (everything published to it is in its shutdown report).
-    pub fn flush(&mut self) -> Result<(), SendError<Vec<W::Message>>> {
+    pub fn flush(&self) -> Result<(), SendError<Vec<W::Message>>> {
         self.publish()?;
         self.producer
             .flush()
             .map_err(|_| SendError::Closed(Vec::new()))
-    }
-
-    /// Sends the request `make(reply)` to the worker owning `key` behind that worker's batch
-    /// (publishing both) and waits for the answer: it observes every earlier send of this handle
-    /// to that worker.
-    ///
-    /// # Errors
-    /// [`AskError::Send`] with the unpublished messages (the request last) if publishing failed;
-    /// otherwise as [`Pool::ask`](crate::Pool::ask).
-    pub fn ask<K: ?Sized, T: Send + 'static>(
-        &mut self,
-        key: &K,
-        make: impl FnOnce(Reply<T>) -> W::Message,
-    ) -> Result<T, AskError<Vec<W::Message>>>
-    where
-        P: Partitioner<K>,
-    {
-        let worker = self.producer.partitioner.partition(key);
-        let answer = self.pending[worker].push_ask(make, Reply::pair());
-        self.publish_one(worker, true).map_err(AskError::Send)?;
-        answer.wait()
     }
 }
 
@@ -348,10 +167,102 @@ impl<W: Worker, P> Drop for BatchingProducer<W, P> {
     /// Publishes what is pending (`Block` waits for room); a stopped worker's refusals are
     /// dropped.
     fn drop(&mut self) {
-        for worker in 0..self.pending.len() {
-            if !self.pending[worker].is_empty() {
-                let _ = self.publish_one(worker, true);
+        for worker in 0..self.producer.lanes.len() {
+            if !self.pending.borrow()[worker].is_empty() {
+                let _ = self.publish_one(worker, Wait::Forever);
             }
         }
+    }
+}
+
+impl<W: Worker, P> Sealed for Producer<W, P> {}
+
+/// Sends go into this handle's own lane to each worker: no other sender touches it.
+impl<W: Worker, P: Send + Sync> Dispatch for Producer<W, P> {
+    type Message = W::Message;
+    type Partitioner = P;
+    type Unsent = W::Message;
+
+    fn workers(&self) -> usize {
+        self.lanes.len()
+    }
+
+    fn partitioner(&self) -> &P {
+        &self.partitioner
+    }
+
+    #[inline]
+    fn send_with(
+        &self,
+        worker: usize,
+        msg: W::Message,
+        wait: Wait,
+    ) -> Result<(), SendError<W::Message>> {
+        match self.lanes.get(worker) {
+            Some(lane) => lane.send(msg, wait),
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    fn ask_with<T: Send + 'static>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<Answer<T>, SendError<W::Message>> {
+        match self.lanes.get(worker) {
+            Some(lane) => lane.ask(make, Reply::pair()),
+            None => Err(SendError::Unroutable(make(Reply::pair().0))),
+        }
+    }
+}
+
+impl<W: Worker, P> Sealed for BatchingProducer<W, P> {}
+
+/// Sends append to the worker's batch; a full batch is published to the handle's lane by the
+/// worker's overflow policy (waiting for room as the send's [`Wait`] says). An ask is appended
+/// and its batch published at once. Errors hand back every message of the batch that was not
+/// published (the request last, for an ask).
+impl<W: Worker, P: Send + Sync> Dispatch for BatchingProducer<W, P> {
+    type Message = W::Message;
+    type Partitioner = P;
+    type Unsent = Vec<W::Message>;
+
+    fn workers(&self) -> usize {
+        self.producer.lanes.len()
+    }
+
+    fn partitioner(&self) -> &P {
+        &self.producer.partitioner
+    }
+
+    #[inline]
+    fn send_with(
+        &self,
+        worker: usize,
+        msg: W::Message,
+        wait: Wait,
+    ) -> Result<(), SendError<Vec<W::Message>>> {
+        let full = match self.pending.borrow_mut().get_mut(worker) {
+            Some(batch) => batch.push(msg) >= self.batch,
+            None => return Err(SendError::Unroutable(vec![msg])),
+        };
+        if full {
+            self.publish_one(worker, wait)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn ask_with<T: Send + 'static>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<Answer<T>, SendError<Vec<W::Message>>> {
+        let answer = match self.pending.borrow_mut().get_mut(worker) {
+            Some(batch) => batch.push_ask(make, Reply::pair()),
+            None => return Err(SendError::Unroutable(vec![make(Reply::pair().0)])),
+        };
+        self.publish_one(worker, Wait::Forever)?;
+        Ok(answer)
     }
 }

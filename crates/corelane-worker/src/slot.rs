@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use corelane_channel::{mpmc, spsc, Builder, Doorbell, TrySendError, WaitStrategy};
+use corelane_channel::{
+    mpmc, spsc, Builder, Doorbell, SendTimeoutError, TrySendError, WaitStrategy,
+};
 use crossbeam_utils::CachePadded;
 
 use crate::envelope::{Asked, Envelope, FlushMarker};
 use crate::runtime::{Outcome, WorkerReport};
-use crate::{Answer, Error, Overflow, Reply, SendError, WorkerConfig};
+use crate::{Answer, Error, Overflow, Reply, SendError, Wait, WorkerConfig};
 
 /// Lifecycle of a worker, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,26 +223,6 @@ impl<M> std::fmt::Debug for Slot<M> {
     }
 }
 
-/// Whether a send whose queue is full under `Block` waits for room, and until when.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    /// Never: `Full` at once.
-    No,
-    /// Until the deadline (`None`: for as long as it takes).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    /// For an API's `may_block` flag: forever, or not at all.
-    pub(crate) fn from_flag(may_block: bool) -> Self {
-        if may_block {
-            Self::Until(None)
-        } else {
-            Self::No
-        }
-    }
-}
-
 /// Where a send that found its queue full goes next.
 enum Queue<'a, M> {
     Inbox,
@@ -291,7 +273,7 @@ impl<M> Slot<M> {
     /// [`SendError::Full`] under `Reject`, [`SendError::Closed`] once the worker is stopped.
     #[inline]
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.send_msg(msg, Wait::Until(None))
+        self.send_msg(msg, Wait::Forever)
     }
 
     /// As [`Slot::send`], but `Block` waits at most until `deadline`.
@@ -299,7 +281,7 @@ impl<M> Slot<M> {
     /// # Errors
     /// As [`Slot::send`], plus [`SendError::Timeout`].
     pub fn send_until(&self, msg: M, deadline: Option<Instant>) -> Result<(), SendError<M>> {
-        self.send_msg(msg, Wait::Until(deadline))
+        self.send_msg(msg, deadline.map_or(Wait::Forever, Wait::Until))
     }
 
     /// Sends without ever blocking: as [`Slot::send`], but `Block` fails with
@@ -309,12 +291,12 @@ impl<M> Slot<M> {
     /// As [`Slot::send`].
     #[inline]
     pub fn try_send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.send_msg(msg, Wait::No)
+        self.send_msg(msg, Wait::Never)
     }
 
     /// Sends a user message, waiting as `wait` says when the inbox is full under `Block`.
     #[inline]
-    fn send_msg(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+    pub(crate) fn send_msg(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
         self.deliver(Envelope::Msg(msg), wait)
             .map_err(|e| e.map(Envelope::into_returned))
     }
@@ -330,7 +312,7 @@ impl<M> Slot<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        ask_via(make, reply, |env| self.deliver(env, Wait::Until(None)))
+        ask_via(make, reply, |env| self.deliver(env, Wait::Forever))
     }
 
     /// Queues `env` in the inbox. No doorbell ring: the worker sleeps on the inbox's own doorbell
@@ -359,17 +341,17 @@ impl<M> Slot<M> {
         queue: Queue<'_, M>,
     ) -> Result<(), SendError<Envelope<M>>> {
         match (self.overflow, queue, wait) {
-            (Overflow::Block, Queue::Inbox, Wait::Until(None)) => {
+            (Overflow::Block, Queue::Inbox, Wait::Forever) => {
                 self.tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block, Queue::Lane(tx), Wait::Until(None)) => {
+            (Overflow::Block, Queue::Lane(tx), Wait::Forever) => {
                 tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block, Queue::Inbox, Wait::Until(Some(d))) => self
+            (Overflow::Block, Queue::Inbox, Wait::Until(d)) => self
                 .tx
                 .send_timeout(env, d.saturating_duration_since(Instant::now()))
                 .map_err(from_timeout),
-            (Overflow::Block, Queue::Lane(tx), Wait::Until(Some(d))) => tx
+            (Overflow::Block, Queue::Lane(tx), Wait::Until(d)) => tx
                 .send_timeout(env, d.saturating_duration_since(Instant::now()))
                 .map_err(from_timeout),
             (Overflow::Block | Overflow::Reject, _, _) => Err(SendError::Full(env)),
@@ -693,6 +675,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why a batch publish stopped before its end.
+enum Stopped {
+    Closed,
+    TimedOut,
+}
+
 /// A dedicated SPSC lane from one producer handle into one worker; holds its worker's slot.
 pub(crate) struct Lane<M> {
     tx: spsc::Sender<Envelope<M>>,
@@ -729,7 +717,7 @@ impl<M> Lane<M> {
         make: impl FnOnce(Reply<T>) -> M,
         reply: (Reply<T>, Answer<T>),
     ) -> Result<Answer<T>, SendError<M>> {
-        ask_via(make, reply, |env| self.deliver(env, Wait::Until(None)))
+        ask_via(make, reply, |env| self.deliver(env, Wait::Forever))
     }
 
     #[inline]
@@ -751,49 +739,73 @@ impl<M> Lane<M> {
     /// the lot), and empties `batch`.
     ///
     /// # Errors
-    /// `Block` with `may_block` waits for room and fails only with [`SendError::Closed`];
-    /// otherwise what does not fit is [`SendError::Full`] (`Block`, `Reject`) or dropped and
-    /// counted (`DropNewest`, `DropOldest`). The error hands back every message not published,
-    /// in order.
+    /// `Block` waits for room as `wait` says and fails with [`SendError::Closed`] or
+    /// [`SendError::Timeout`]; otherwise what does not fit is [`SendError::Full`] (`Block`,
+    /// `Reject`) or dropped and counted (`DropNewest`, `DropOldest`). The error hands back every
+    /// message not published, in order.
     pub fn send_batch(
         &self,
         batch: &mut LaneBatch<M>,
-        may_block: bool,
+        wait: Wait,
     ) -> Result<(), SendError<Vec<M>>> {
         let slot = &*self.slot;
-        let wait = may_block && matches!(slot.overflow, Overflow::Block);
-        let closed = loop {
+        let wait = match slot.overflow {
+            Overflow::Block => wait,
+            _ => Wait::Never,
+        };
+        let stopped = loop {
             match self.tx.try_send_batch(&mut batch.envs) {
-                Err(_) => break true,
+                Err(_) => break Some(Stopped::Closed),
                 // Ring after every run published: the worker may have looked at this lane just
                 // before it and gone to sleep on its doorbell.
                 Ok(n) if n > 0 => slot.doorbell().ring(),
                 Ok(_) => {}
             }
-            if batch.envs.is_empty() || !wait {
-                break false;
+            if batch.envs.is_empty() || wait == Wait::Never {
+                break None;
             }
             // The lane is full: wait for room by sending the oldest message left on its own
             // (a blocking send of one), ring, and go on with the rest.
-            let oldest = batch.envs.remove(0);
-            match self.tx.send(oldest) {
-                Ok(()) => slot.doorbell().ring(),
-                Err(e) => {
-                    batch.envs.insert(0, e.0);
-                    break true;
-                }
+            if let Some(stopped) = self.send_oldest(&mut batch.envs, wait) {
+                break Some(stopped);
             }
         };
         // Drained in place: the batch keeps its capacity for the next one.
         if batch.envs.is_empty() {
             return Ok(());
         }
-        if closed {
-            return Err(SendError::Closed(
-                batch.envs.drain(..).map(Envelope::into_returned).collect(),
-            ));
+        let mut rest = || batch.envs.drain(..).map(Envelope::into_returned).collect();
+        match stopped {
+            Some(Stopped::Closed) => Err(SendError::Closed(rest())),
+            Some(Stopped::TimedOut) => Err(SendError::Timeout(rest())),
+            None => self.overflow_rest(batch.envs.drain(..)),
         }
-        self.overflow_rest(batch.envs.drain(..))
+    }
+
+    /// Sends the first of `envs` on its own, waiting for room as `wait` says, and rings; `None`
+    /// once it is sent, else why not (the message is back at the front of `envs`).
+    fn send_oldest(&self, envs: &mut Vec<Envelope<M>>, wait: Wait) -> Option<Stopped> {
+        let oldest = envs.remove(0);
+        let sent = match wait {
+            Wait::Until(d) => self
+                .tx
+                .send_timeout(oldest, d.saturating_duration_since(Instant::now()))
+                .map_err(|e| match e {
+                    SendTimeoutError::Timeout(env) => (env, Stopped::TimedOut),
+                    SendTimeoutError::Disconnected(env) => (env, Stopped::Closed),
+                }),
+            _ => self.tx.send(oldest).map_err(|e| (e.0, Stopped::Closed)),
+        };
+        match sent {
+            Ok(()) => {
+                self.slot.doorbell().ring();
+                None
+            }
+            Err((env, stopped)) => {
+                envs.insert(0, env);
+                Some(stopped)
+            }
+        }
     }
 
     /// What a batch publish does with the messages that did not fit, by the worker's policy.
@@ -804,7 +816,7 @@ impl<M> Lane<M> {
         let mut refused = Vec::new();
         let mut full = false;
         for env in envs {
-            match self.slot.on_full(env, Wait::No, Queue::Lane(&self.tx)) {
+            match self.slot.on_full(env, Wait::Never, Queue::Lane(&self.tx)) {
                 Ok(()) => {}
                 Err(SendError::Full(env)) => {
                     full = true;
@@ -829,10 +841,10 @@ impl<M> Lane<M> {
     }
 }
 
-fn from_timeout<M>(e: corelane_channel::SendTimeoutError<Envelope<M>>) -> SendError<Envelope<M>> {
+fn from_timeout<M>(e: SendTimeoutError<Envelope<M>>) -> SendError<Envelope<M>> {
     match e {
-        corelane_channel::SendTimeoutError::Timeout(env) => SendError::Timeout(env),
-        corelane_channel::SendTimeoutError::Disconnected(env) => SendError::Closed(env),
+        SendTimeoutError::Timeout(env) => SendError::Timeout(env),
+        SendTimeoutError::Disconnected(env) => SendError::Closed(env),
     }
 }
 

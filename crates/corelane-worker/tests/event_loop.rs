@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
+use corelane_worker::Dispatch;
 use corelane_worker::Pool;
 use corelane_worker::{BoxError, Context, Idle, Outbox, Reply, Worker, WorkerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use corelane_worker::Dispatch;
 use corelane_worker::Pool;
 use corelane_worker::{
     AskError, BoxError, Context, Error, Outcome, Overflow, Reply, RestartPolicy, SendError, Worker,

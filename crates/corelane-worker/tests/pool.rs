@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use corelane_partition::{RangePartitioner, RoundRobinPartitioner};
+use corelane_worker::Dispatch;
 use corelane_worker::Pool;
 use corelane_worker::{
     AskError, BoxError, Context, Error, Outcome, Overflow, Reply, RestartPolicy, SendError, Worker,
@@ -545,8 +546,7 @@ macro_rules! two_ordered_producers {
             .map(|c| {
                 let $p = $pool.clone();
                 thread::spawn(move || {
-                    #[allow(unused_mut)] // a batching producer needs `mut`, a plain one not
-                    let mut producer = $make;
+                    let producer = $make;
                     for i in 0..20_000u64 {
                         producer
                             .send_partitioned(&(c as u64), M::Seq(c, i))
@@ -578,7 +578,7 @@ fn a_batching_producer_publishes_full_batches_in_order_and_on_flush() {
         pool.producer().batching(0),
         Err(Error::InvalidConfig(_))
     ));
-    let mut producer = pool.producer().batching(16).unwrap();
+    let producer = pool.producer().batching(16).unwrap();
     for _ in 0..3 {
         producer.send_partitioned(&7u64, M::Add(7, 1)).unwrap();
     }
@@ -594,7 +594,7 @@ fn a_batching_producer_publishes_full_batches_in_order_and_on_flush() {
     two_ordered_producers!(pool, |pool| pool.producer().batching(16).unwrap());
     assert_eq!(pool.ask(&100u64, |r| M::Get(100, r)).unwrap(), 40_000);
     // Dropping a batching producer publishes what it still holds.
-    let mut producer = pool.producer().batching(100).unwrap();
+    let producer = pool.producer().batching(100).unwrap();
     for _ in 0..5 {
         producer.send_to(1, M::Add(9, 1)).unwrap();
     }
@@ -612,7 +612,7 @@ fn a_batching_producer_hands_back_what_it_could_not_publish() {
                 .with_queue_capacity(4)
                 .with_overflow(overflow)
         });
-        let mut producer = pool.producer().batching(8).unwrap();
+        let producer = pool.producer().batching(8).unwrap();
         // Keep the worker busy so that only the lane's 4 slots take the batch.
         producer
             .send_to(0, M::Sleep(Duration::from_millis(100)))
@@ -753,4 +753,28 @@ fn a_lone_worker_pauses_resumes_and_stops() {
     let report = worker.stop().unwrap();
     assert_eq!((report.processed, report.outcome), (2, Outcome::Completed));
     assert_eq!(probe.stops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_batching_send_timeout_gives_up_at_its_deadline_and_hands_back_the_batch() {
+    let (pool, _) = pool(1, |_| WorkerConfig::new().with_queue_capacity(2));
+    pool.send_to(0, M::Sleep(Duration::from_millis(400))).unwrap();
+    let batching = pool.producer().batching(4).unwrap();
+    let start = Instant::now();
+    let mut failed = None;
+    for i in 0..40u64 {
+        let sent = batching.send_timeout(&0u64, M::Add(0, i), Duration::from_millis(50));
+        if let Err(e) = sent {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = failed.expect("the lane fills while the worker sleeps");
+    assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
+    match err {
+        SendError::Timeout(back) => assert!(!back.is_empty()),
+        other => panic!("expected a timeout, got {:?}", other.kind()),
+    }
+    drop(batching);
+    pool.shutdown().unwrap();
 }

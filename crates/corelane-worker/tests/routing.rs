@@ -7,6 +7,7 @@ use corelane_partition::{
     ConsistentHashPartitioner, FnPartitioner, JumpPartitioner, RangePartitioner, Resize,
     StableHashPartitioner,
 };
+use corelane_worker::Dispatch;
 use corelane_worker::{BoxError, Context, Pool, Reply, SendError, Worker};
 
 /// Where each routed key landed: (worker index, key).

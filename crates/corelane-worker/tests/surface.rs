@@ -3,6 +3,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use corelane_worker::Dispatch;
 use corelane_worker::{
     spawn, AskError, AskErrorKind, BoxError, Context, Pool, Reply, SendError, SendErrorKind,
     Worker, WorkerConfig,

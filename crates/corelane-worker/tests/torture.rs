@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use corelane_partition::HashPartitioner;
+use corelane_worker::Dispatch;
 use corelane_worker::{
     AskError, BoxError, Context, Outcome, Overflow, Reply, RestartPolicy, Worker, WorkerConfig,
 };
@@ -404,7 +405,7 @@ impl Client {
     }
 
     fn run_batching(&mut self, plan: &Plan, n: usize, tally: &mut Tally, sent_ok: &mut Vec<usize>) {
-        let mut producer = self.pool.producer().batching(n).expect("batch >= 1");
+        let producer = self.pool.producer().batching(n).expect("batch >= 1");
         // Per worker, the messages in the producer's batch: accepted only once published.
         let mut held: Vec<Vec<usize>> = vec![Vec::new(); self.pool.workers()];
         for seq in 0..plan.per_client {
@@ -448,7 +449,7 @@ impl Client {
             }
             if seq % plan.flush_every == plan.flush_every - 1 {
                 set(&self.status, format!("batching.flush after seq {seq}"));
-                if self.publish_all(&mut producer, tally, sent_ok, &mut held)
+                if self.publish_all(&producer, tally, sent_ok, &mut held)
                     && producer.flush().is_ok()
                 {
                     self.check_flushed(sent_ok, seq + 1);
@@ -456,13 +457,13 @@ impl Client {
             }
         }
         set(&self.status, "batching final publish".into());
-        self.publish_all(&mut producer, tally, sent_ok, &mut held);
+        self.publish_all(&producer, tally, sent_ok, &mut held);
     }
 
     /// Publishes every batch, settling each worker's held messages; `true` if nothing failed.
     fn publish_all(
         &self,
-        producer: &mut BatchingProducer<Tortured, HashPartitioner>,
+        producer: &BatchingProducer<Tortured, HashPartitioner>,
         tally: &mut Tally,
         sent_ok: &mut Vec<usize>,
         held: &mut [Vec<usize>],

@@ -54,8 +54,8 @@ pub use corelane_worker as worker;
 pub use corelane_worker::sim;
 
 pub use corelane_worker::{
-    AskError, AskErrorKind, BoxError, Context, Error, Idle, Outbox, Overflow, Placement, Reply,
-    RestartPolicy, SendError, SendErrorKind, Worker, WorkerConfig,
+    AskError, AskErrorKind, BoxError, Context, Dispatch, Error, Idle, Outbox, Overflow, Placement,
+    Reply, RestartPolicy, SendError, SendErrorKind, Wait, Worker, WorkerConfig,
 };
 pub use corelane_worker::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 
@@ -76,9 +76,9 @@ pub mod prelude {
     // No `Error` or `Result` here: they would clash with `anyhow`'s or the user's own. The error
     // types keep their prefixed names; `corelane::Error` is one path away.
     pub use crate::worker::{
-        spawn, AskError, BoxError, Context, Idle, Outbox, Outcome, Overflow, Placement, Reply,
-        RestartPolicy, SendError, Worker, WorkerConfig, WorkerHandle, WorkerMetrics, WorkerReport,
-        WorkerState,
+        spawn, AskError, BoxError, Context, Dispatch, Idle, Outbox, Outcome, Overflow, Placement,
+        Reply, RestartPolicy, SendError, Worker, WorkerConfig, WorkerHandle, WorkerMetrics,
+        WorkerReport, WorkerState,
     };
     pub use crate::worker::{
         BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
