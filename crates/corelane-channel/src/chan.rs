@@ -2,7 +2,10 @@
 //! disconnect flags. Blocking, timeouts, batching and disconnection are written here once; the
 //! flavors (`spsc`, `mpsc`, `mpmc`) differ only in their [`Ring`].
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -11,7 +14,7 @@ use crate::error::{
     Disconnected, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
-use crate::wait::{block_on, Doorbell, Signal, WaitStrategy};
+use crate::wait::{block_on, Doorbell, Registration, Signal, WaitStrategy};
 
 /// A bounded ring buffer. Methods marked `unsafe` carry the flavor's access rule: a
 /// single-producer ring's `push*` may run on one thread at a time, a single-consumer ring's `pop*`
@@ -364,6 +367,19 @@ impl<T, R: Ring<T>> Chan<T, R> {
         .expect("an untimed wait only ends with a result")
     }
 
+    /// A send that waits for room as a task: pending while the ring is full, woken by the
+    /// receive that frees a slot. Never blocks the thread.
+    ///
+    /// # Safety
+    /// The caller honors the ring's producer rule for as long as the future lives.
+    pub(crate) unsafe fn send_async(&self, value: T) -> SendAsync<'_, T, R> {
+        SendAsync {
+            chan: self,
+            value: Some(value),
+            registration: Registration::default(),
+        }
+    }
+
     // ---- receiving ----------------------------------------------------------------------------
 
     /// # Safety
@@ -517,6 +533,58 @@ impl<T, R: Ring<T>> Chan<T, R> {
     }
     pub(crate) fn is_disconnected_for_receivers(&self) -> bool {
         self.ends.tx_closed.load(Ordering::Acquire)
+    }
+}
+
+/// The future of [`Chan::send_async`]. Dropping it before it completes drops the value unsent.
+pub(crate) struct SendAsync<'a, T, R: Ring<T>> {
+    chan: &'a Chan<T, R>,
+    /// `None` once sent (or handed back).
+    value: Option<T>,
+    /// The task's place among `not_full`'s sleepers while it waits.
+    registration: Registration,
+}
+
+// The value is moved in and out by value, never pinned in place.
+impl<T, R: Ring<T>> Unpin for SendAsync<'_, T, R> {}
+
+impl<T, R: Ring<T>> Future for SendAsync<'_, T, R> {
+    type Output = Result<(), Disconnected<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let chan = this.chan;
+        let ready = || chan.ring.has_space() || chan.ends.rx_closed.load(Ordering::Relaxed);
+        loop {
+            let value = this
+                .value
+                .take()
+                .expect("a send future is not polled after it completed");
+            // SAFETY: `Chan::send_async`'s caller honors the producer rule while this future lives.
+            match unsafe { chan.try_send(value) } {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(v)) => {
+                    chan.not_full.cancel(&mut this.registration);
+                    return Poll::Ready(Err(Disconnected(v)));
+                }
+                Err(TrySendError::Full(v)) => this.value = Some(v),
+            }
+            if chan
+                .not_full
+                .poll_park(cx, &ready, &mut this.registration)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
+        }
+        chan.not_full.cancel(&mut this.registration);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T, R: Ring<T>> Drop for SendAsync<'_, T, R> {
+    fn drop(&mut self) {
+        self.chan.not_full.cancel(&mut self.registration);
     }
 }
 

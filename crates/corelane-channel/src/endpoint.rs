@@ -147,6 +147,18 @@ impl<T, F: Flavor> Sender<T, F> {
         unsafe { self.chan.send(value) }
     }
 
+    /// Sends `value`, waiting for room as a task: the future is pending while the channel is
+    /// full and never blocks the thread (for senders inside an async executor). Any number of
+    /// tasks may wait at once. Dropping the future before it completes drops `value` unsent.
+    ///
+    /// # Errors
+    /// [`Disconnected`] with `value` when every receiver is gone.
+    pub async fn send_async(&self, value: T) -> Result<(), Disconnected<T>> {
+        // SAFETY: this endpoint upholds the ring's producer rule (module docs), and the future
+        // borrows it for as long as it lives.
+        unsafe { self.chan.send_async(value) }.await
+    }
+
     /// Sends `value`, waiting at most `timeout` for room.
     ///
     /// # Errors

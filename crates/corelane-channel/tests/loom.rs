@@ -234,6 +234,26 @@ fn doorbell_ring_wakes_an_awaiting_task() {
 }
 
 #[test]
+fn two_tasks_waiting_for_room_both_get_through() {
+    loom::model(|| {
+        let (tx, rx) = Builder::new(1).mpsc::<u32>().unwrap();
+        tx.try_send(0).unwrap();
+        let senders: Vec<_> = (1..=2)
+            .map(|v| {
+                let tx = tx.clone();
+                thread::spawn(move || loom::future::block_on(tx.send_async(v)))
+            })
+            .collect();
+        drop(tx);
+        // Each receive frees the one slot; a lost wake-up would leave a task asleep for good.
+        let mut got = vec![rx.recv().unwrap(), rx.recv().unwrap(), rx.recv().unwrap()];
+        senders.into_iter().for_each(|h| h.join().unwrap().unwrap());
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+    });
+}
+
+#[test]
 fn mpmc_close_all_twice_then_drop_accounts_for_a_racing_send_once() {
     loom::model(|| {
         let (tx, rx) = Builder::new(1)

@@ -285,9 +285,40 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// As [`Dispatch::ask`], awaiting the answer instead of blocking (usable from any executor). The
-    /// request itself is sent by the worker's overflow policy, so under `Block` a full inbox
-    /// blocks this thread until there is room.
+    /// As [`Dispatch::send_partitioned`], for async code: under `Block` a full inbox leaves the
+    /// future pending (woken when the worker frees room) instead of blocking the executor's
+    /// thread. Dropping the future before it completes drops the message unsent.
+    ///
+    /// # Errors
+    /// As [`Dispatch::send_partitioned`].
+    pub async fn send_async<K: ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Message,
+    ) -> Result<(), SendError<W::Message>>
+    where
+        P: Partitioner<K>,
+    {
+        self.slot_for(key).send_msg_async(msg).await
+    }
+
+    /// As [`Dispatch::send_to`], waiting for room as [`Pool::send_async`] does.
+    ///
+    /// # Errors
+    /// As [`Dispatch::send_to`].
+    pub async fn send_to_async(
+        &self,
+        worker: usize,
+        msg: W::Message,
+    ) -> Result<(), SendError<W::Message>> {
+        match self.inner.peers.slot(worker) {
+            Some(slot) => slot.send_msg_async(msg).await,
+            None => Err(SendError::Unroutable(msg)),
+        }
+    }
+
+    /// As [`Dispatch::ask`], for async code: the request waits for room as
+    /// [`Pool::send_async`] does and the answer is awaited; the executor's thread never blocks.
     ///
     /// # Errors
     /// As [`Dispatch::ask`].
@@ -299,8 +330,23 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
     where
         P: Partitioner<K>,
     {
-        self.slot_for(key)
-            .ask(make, Reply::pair_async())
+        self.ask_to_async(self.worker_for(key), make).await
+    }
+
+    /// As [`Dispatch::ask_to`], awaiting as [`Pool::ask_async`] does.
+    ///
+    /// # Errors
+    /// As [`Dispatch::ask_to`].
+    pub async fn ask_to_async<T: Send + 'static>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Reply<T>) -> W::Message,
+    ) -> Result<T, AskError<W::Message>> {
+        let Some(slot) = self.inner.peers.slot(worker) else {
+            return Err(AskError::Send(SendError::Unroutable(make(Reply::pair().0))));
+        };
+        slot.ask_async(make, Reply::pair_async())
+            .await
             .map_err(AskError::Send)?
             .wait_async()
             .await

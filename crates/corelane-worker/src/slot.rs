@@ -315,6 +315,41 @@ impl<M> Slot<M> {
         ask_via(make, reply, |env| self.deliver(env, Wait::Forever))
     }
 
+    /// As [`Slot::send_msg`] with [`Wait::Forever`], but `Block` waits for room as a task: the
+    /// future is pending while the inbox is full and never blocks its thread.
+    pub(crate) async fn send_msg_async(&self, msg: M) -> Result<(), SendError<M>> {
+        self.deliver_async(Envelope::Msg(msg))
+            .await
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    /// As [`Slot::ask`], waiting for room as [`Slot::send_msg_async`] does.
+    pub(crate) async fn ask_async<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>> {
+        let (reply, answer) = reply;
+        self.deliver_async(ask_envelope(make, reply))
+            .await
+            .map(|()| answer)
+            .map_err(|e| e.map(Envelope::into_returned))
+    }
+
+    /// As [`Slot::deliver`] with [`Wait::Forever`], waiting for room as a task.
+    async fn deliver_async(&self, env: Envelope<M>) -> Result<(), SendError<Envelope<M>>> {
+        match self.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
+            Err(TrySendError::Full(env)) if matches!(self.overflow, Overflow::Block) => self
+                .tx
+                .send_async(env)
+                .await
+                .map_err(|e| SendError::Closed(e.0)),
+            Err(TrySendError::Full(env)) => self.on_full(env, Wait::Never, Queue::Inbox),
+        }
+    }
+
     /// Queues `env` in the inbox. No doorbell ring: the worker sleeps on the inbox's own doorbell
     /// ([`Slot::doorbell`]), which the push rings.
     #[inline]

@@ -758,7 +758,8 @@ fn a_lone_worker_pauses_resumes_and_stops() {
 #[test]
 fn a_batching_send_timeout_gives_up_at_its_deadline_and_hands_back_the_batch() {
     let (pool, _) = pool(1, |_| WorkerConfig::new().with_queue_capacity(2));
-    pool.send_to(0, M::Sleep(Duration::from_millis(400))).unwrap();
+    pool.send_to(0, M::Sleep(Duration::from_millis(400)))
+        .unwrap();
     let batching = pool.producer().batching(4).unwrap();
     let start = Instant::now();
     let mut failed = None;
@@ -770,11 +771,54 @@ fn a_batching_send_timeout_gives_up_at_its_deadline_and_hands_back_the_batch() {
         }
     }
     let err = failed.expect("the lane fills while the worker sleeps");
-    assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
     match err {
         SendError::Timeout(back) => assert!(!back.is_empty()),
         other => panic!("expected a timeout, got {:?}", other.kind()),
     }
     drop(batching);
+    pool.shutdown().unwrap();
+}
+
+/// The async twins wait for room as tasks: a full inbox under `Block` leaves the future pending
+/// and the executor's one thread free for its other tasks.
+#[test]
+fn async_sends_and_asks_wait_for_room_without_blocking_the_executor() {
+    let (pool, _) = pool(1, |_| WorkerConfig::new().with_queue_capacity(1));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        pool.send_to(0, M::Sleep(Duration::from_millis(400)))
+            .unwrap();
+        // Once the worker is in the sleep, fill the inbox behind it.
+        thread::sleep(Duration::from_millis(50));
+        while pool.try_send_to(0, M::Add(1, 1)).is_ok() {}
+        let started = Instant::now();
+        let mut send = std::pin::pin!(pool.send_async(&1u64, M::Add(1, 10)));
+        tokio::select! {
+            _ = &mut send => panic!("the inbox was full: the send cannot have completed"),
+            _ = tokio::time::sleep(Duration::from_millis(30)) => {}
+        }
+        // The timer fired on the same thread, so the send did not block it.
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        send.await.unwrap();
+        let total = pool.ask_async(&1u64, |r| M::Get(1, r)).await.unwrap();
+        assert!(total >= 10, "{total}");
+        assert_eq!(pool.ask_to_async(0, |r| M::Get(1, r)).await.unwrap(), total);
+        assert!(matches!(
+            pool.send_to_async(9, M::Add(1, 1)).await,
+            Err(SendError::Unroutable(_))
+        ));
+    });
     pool.shutdown().unwrap();
 }
