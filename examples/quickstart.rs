@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in pool.metrics().workers {
         println!(
             "worker {}: processed {}, queued {}",
-            w.index, w.processed, w.queued
+            w.index, w.counters.processed, w.queued
         );
     }
     let report = pool.shutdown()?; // drains, runs on_stop, joins

@@ -94,10 +94,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in &metrics.workers {
         println!(
             "worker {}: processed {:>7}, dropped {}, panics {}",
-            w.index, w.processed, w.dropped, w.panics
+            w.index, w.counters.processed, w.counters.dropped, w.counters.panics
         );
     }
-    println!("total processed {}", metrics.total().processed);
+    println!("total processed {}", metrics.total().counters.processed);
     let report = pool.shutdown()?;
     assert_eq!(report.accepted(), report.processed());
     Ok(())

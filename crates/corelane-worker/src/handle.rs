@@ -32,7 +32,7 @@ use crate::{AskError, Error, Reply, SendError, Worker, WorkerConfig, WorkerMetri
 ///     worker.send(n)?;
 /// }
 /// let report = worker.stop()?;
-/// assert_eq!(report.processed, 10);
+/// assert_eq!(report.counters.processed, 10);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn spawn<W: Worker>(

@@ -63,7 +63,7 @@ pub use idle::Idle;
 pub use pool::{Pool, PoolBuilder};
 pub use producer::{BatchingProducer, Producer};
 pub use reply::{Answer, Reply};
-pub use report::{PoolMetrics, ShutdownReport, Totals};
+pub use report::{Counters, PoolMetrics, ShutdownReport, Totals};
 pub use runtime::{Outcome, WorkerReport, STOP_GRACE};
 pub use slot::{WorkerMetrics, WorkerState};
 

@@ -11,7 +11,7 @@ use crate::context::Peers;
 use crate::envelope::Envelope;
 use crate::slot::Slot;
 use crate::slot::Stats;
-use crate::{Context, Error, Idle, RestartPolicy, Worker, WorkerConfig, WorkerState};
+use crate::{Context, Counters, Error, Idle, RestartPolicy, Worker, WorkerConfig, WorkerState};
 
 /// How a worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,14 +37,8 @@ pub struct WorkerReport<M> {
     pub index: usize,
     /// How it ended.
     pub outcome: Outcome,
-    /// Messages handed to `handle` (including those whose handler panicked).
-    pub processed: u64,
-    /// Messages dropped by an overflow policy.
-    pub dropped: u64,
-    /// Handler panics.
-    pub panics: u64,
-    /// State rebuilds after a panic.
-    pub restarts: u64,
+    /// Its counters when it stopped.
+    pub counters: Counters,
     /// Messages accepted but not handled (deadline passed, or the worker failed), in order.
     pub unprocessed: Vec<M>,
     /// Messages the worker thread still held when the shutdown gave up on it
@@ -58,7 +52,10 @@ impl<M> WorkerReport<M> {
     /// Every message this worker accepted: processed, dropped by policy, returned unprocessed, or
     /// abandoned in a handler that missed the deadline.
     pub fn accepted(&self) -> u64 {
-        self.processed + self.dropped + self.unprocessed.len() as u64 + self.abandoned
+        self.counters.processed
+            + self.counters.dropped
+            + self.unprocessed.len() as u64
+            + self.abandoned
     }
 }
 

@@ -18,7 +18,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::envelope::{Asked, Envelope, FlushMarker};
 use crate::runtime::{Outcome, WorkerReport};
-use crate::{Answer, Error, Overflow, Reply, SendError, Wait, WorkerConfig};
+use crate::{Answer, Counters, Error, Overflow, Reply, SendError, Wait, WorkerConfig};
 
 /// Lifecycle of a worker, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,14 +184,8 @@ pub struct WorkerMetrics {
     pub state: WorkerState,
     /// Messages waiting in its inbox and its producer lanes now.
     pub queued: usize,
-    /// Messages handed to `handle` (including those whose handler panicked).
-    pub processed: u64,
-    /// Messages dropped by an overflow policy.
-    pub dropped: u64,
-    /// Handler panics.
-    pub panics: u64,
-    /// State rebuilds after a panic.
-    pub restarts: u64,
+    /// Its counters now.
+    pub counters: Counters,
 }
 
 /// The shared half of one worker. The fields every send reads come first and are written only at
@@ -495,7 +489,6 @@ impl<M> Slot<M> {
 
     /// A snapshot of the worker's counters.
     pub fn metrics(&self) -> WorkerMetrics {
-        let s = &self.stats;
         WorkerMetrics {
             index: self.index,
             core: self.core,
@@ -506,6 +499,14 @@ impl<M> Slot<M> {
                     .iter()
                     .map(|l| l.len())
                     .sum::<usize>(),
+            counters: self.counters(),
+        }
+    }
+
+    /// The worker's counters now.
+    pub(crate) fn counters(&self) -> Counters {
+        let s = &self.stats;
+        Counters {
             processed: s.processed.load(Ordering::Relaxed),
             dropped: s.drops.get(),
             panics: s.panics.load(Ordering::Relaxed),
@@ -665,14 +666,14 @@ impl<M> Slot<M> {
         let dropped = self.stats.drops.finish();
         // Markers evictions passed after the worker's last look: their flush fails.
         drop(std::mem::take(&mut *lock(&self.evicted_flushes)));
-        let s = &self.stats;
         WorkerReport {
             index: self.index,
             outcome,
-            processed,
-            dropped,
-            panics: s.panics.load(Ordering::Relaxed),
-            restarts: s.restarts.load(Ordering::Relaxed),
+            counters: Counters {
+                processed,
+                dropped,
+                ..self.counters()
+            },
             unprocessed,
             abandoned,
         }

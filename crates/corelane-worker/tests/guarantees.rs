@@ -188,7 +188,7 @@ fn an_ask_behind_a_stuck_handler_fails_promptly_after_a_timed_shutdown() {
     assert!(failed_at.duration_since(start) < Duration::from_millis(500));
     let w = &report.workers[0];
     assert_eq!(w.outcome, Outcome::TimedOut);
-    assert_eq!((w.processed, w.abandoned), (0, 1));
+    assert_eq!((w.counters.processed, w.abandoned), (0, 1));
     assert_eq!(
         w.unprocessed.len(),
         21,
@@ -267,7 +267,7 @@ fn an_ask_queued_on_a_failing_worker_fails_promptly_and_flush_reports_the_failur
     let report = pool.shutdown().unwrap();
     let w = &report.workers[0];
     assert!(matches!(w.outcome, Outcome::Failed(_)));
-    assert_eq!((w.processed, w.unprocessed.len()), (1, 1));
+    assert_eq!((w.counters.processed, w.unprocessed.len()), (1, 1));
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn drop_policies_count_only_what_the_report_counts() {
         }
         assert_eq!(report.accepted(), ok, "{overflow:?}");
         assert!(report.dropped() >= 96, "{overflow:?}: {}", report.dropped());
-        assert_eq!(late.metrics().total().dropped, report.dropped());
+        assert_eq!(late.metrics().total().counters.dropped, report.dropped());
     }
 }
 

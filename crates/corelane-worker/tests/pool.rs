@@ -287,7 +287,10 @@ fn a_panic_is_caught_counted_and_the_state_rebuilt_keeping_the_queue() {
     );
     let m = pool.metrics();
     assert_eq!(
-        (m.workers[target].panics, m.workers[target].restarts),
+        (
+            m.workers[target].counters.panics,
+            m.workers[target].counters.restarts
+        ),
         (1, 1)
     );
     assert_eq!(letters.load(Ordering::SeqCst), 1);
@@ -297,7 +300,7 @@ fn a_panic_is_caught_counted_and_the_state_rebuilt_keeping_the_queue() {
         "two workers + one rebuild"
     );
     assert_eq!(
-        m.workers[1 - target].panics,
+        m.workers[1 - target].counters.panics,
         0,
         "the other worker is unaffected"
     );
@@ -354,7 +357,7 @@ fn stop_policy_stops_at_the_first_panic() {
     pool.send_to(0, M::Panic).unwrap();
     let report = pool.shutdown().unwrap();
     assert!(matches!(report.workers[0].outcome, Outcome::Failed(_)));
-    assert_eq!(report.workers[0].restarts, 0);
+    assert_eq!(report.workers[0].counters.restarts, 0);
 }
 
 #[test]
@@ -420,7 +423,7 @@ fn shutdown_timeout_returns_what_was_not_processed() {
         start.elapsed()
     );
     let w = &report.workers[0];
-    assert!(w.processed >= 1 && w.processed < 10 && !w.unprocessed.is_empty());
+    assert!(w.counters.processed >= 1 && w.counters.processed < 10 && !w.unprocessed.is_empty());
     assert_eq!(w.accepted(), 10);
 }
 
@@ -452,7 +455,10 @@ fn a_timed_shutdown_stops_inside_a_batch_gathered_before_it() {
         Outcome::Completed,
         "the worker went on with its gathered batch past the deadline, and the pool gave up on it"
     );
-    assert!(w.processed < 11 && !w.unprocessed.is_empty(), "{w:?}");
+    assert!(
+        w.counters.processed < 11 && !w.unprocessed.is_empty(),
+        "{w:?}"
+    );
     assert_eq!(w.accepted(), 11);
 }
 
@@ -670,8 +676,8 @@ fn custom_partitioners_route_and_round_robin_spreads() {
     }
     pool.flush().unwrap();
     let m = pool.metrics();
-    assert_eq!(m.workers[0].processed, 50);
-    assert_eq!(m.total().processed, 100);
+    assert_eq!(m.workers[0].counters.processed, 50);
+    assert_eq!(m.total().counters.processed, 100);
 }
 
 /// CPU ticks used so far by this process's threads whose name starts with `prefix`.
@@ -742,16 +748,19 @@ fn a_lone_worker_pauses_resumes_and_stops() {
     worker.send(M::Add(1, 1)).unwrap();
     thread::sleep(Duration::from_millis(30));
     assert_eq!(
-        worker.metrics().processed,
+        worker.metrics().counters.processed,
         1,
         "a paused worker handles nothing"
     );
     assert_eq!(worker.metrics().queued, 1);
     worker.resume();
     worker.flush().unwrap();
-    assert_eq!(worker.metrics().processed, 2);
+    assert_eq!(worker.metrics().counters.processed, 2);
     let report = worker.stop().unwrap();
-    assert_eq!((report.processed, report.outcome), (2, Outcome::Completed));
+    assert_eq!(
+        (report.counters.processed, report.outcome),
+        (2, Outcome::Completed)
+    );
     assert_eq!(probe.stops.load(Ordering::SeqCst), 1);
 }
 

@@ -271,7 +271,10 @@ fn a_panic_rebuilds_the_state_keeps_the_queue_and_loses_acknowledged_increments(
             "the in-memory count restarted"
         );
         let reports = c.shutdown().await;
-        assert_eq!((reports[0].panics, reports[0].restarts), (1, 1));
+        assert_eq!(
+            (reports[0].counters.panics, reports[0].counters.restarts),
+            (1, 1)
+        );
     });
     assert!(sim.exhaustive(10_000).unwrap().complete);
 }
@@ -425,7 +428,10 @@ fn a_worker_that_keeps_its_state_on_panic_keeps_its_count_in_every_schedule() {
             "the count survived"
         );
         let reports = c.shutdown().await;
-        assert_eq!((reports[0].panics, reports[0].restarts), (1, 0));
+        assert_eq!(
+            (reports[0].counters.panics, reports[0].counters.restarts),
+            (1, 0)
+        );
     });
     assert!(sim.exhaustive(10_000).unwrap().complete);
 }

@@ -142,7 +142,7 @@ fn a_paused_pool_queues_and_a_resumed_one_catches_up() {
     }
     thread::sleep(Duration::from_millis(20));
     assert_eq!(
-        pool.metrics().total().processed,
+        pool.metrics().total().counters.processed,
         0,
         "paused workers handle nothing"
     );
@@ -151,7 +151,7 @@ fn a_paused_pool_queues_and_a_resumed_one_catches_up() {
     pool.resume();
     pool.flush().unwrap();
     producer.flush().unwrap();
-    assert_eq!(pool.metrics().total().processed, 15);
+    assert_eq!(pool.metrics().total().counters.processed, 15);
     drop(producer);
     assert!(pool.shutdown().unwrap().is_clean());
 }
@@ -213,5 +213,5 @@ fn on_panic_keeps_rebuilds_or_stops_and_init_knows_a_restart() {
         report.outcome,
         corelane_worker::Outcome::Failed(_)
     ));
-    assert_eq!((report.panics, report.restarts), (3, 1));
+    assert_eq!((report.counters.panics, report.counters.restarts), (3, 1));
 }

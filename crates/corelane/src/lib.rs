@@ -81,6 +81,6 @@ pub mod prelude {
         WorkerReport, WorkerState,
     };
     pub use crate::worker::{
-        BatchingProducer, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
+        BatchingProducer, Counters, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
     };
 }

@@ -63,7 +63,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!(
             "shard {}: processed {}, unprocessed {}, outcome {:?}",
             w.index,
-            w.processed,
+            w.counters.processed,
             w.unprocessed.len(),
             w.outcome
         );

@@ -791,7 +791,7 @@ impl Plan {
                             let m = &metrics[i];
                             shards.push_str(&format!(
                                 "shard{i}:keys={k},expires={e},processed={},queued={},core={}\r\n",
-                                m.processed,
+                                m.counters.processed,
                                 m.queued,
                                 m.core.map_or(-1, |c| c as i64)
                             ));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::Release;
 use crate::reply::AskTicket;
-use crate::{Error, Outcome, Overflow, SendError, WorkerConfig, WorkerReport};
+use crate::{Counters, Error, Outcome, Overflow, SendError, WorkerConfig, WorkerReport};
 
 /// Replies recorded by a handler, each with its place in the handler's program order.
 pub(super) type Recorded = Vec<(u64, Arc<dyn Release>)>;
@@ -543,10 +543,12 @@ impl<M: Debug> Net<M> {
             .map(|(index, st)| WorkerReport {
                 index,
                 outcome: st.outcome.clone().unwrap_or(Outcome::Completed),
-                processed: st.processed,
-                dropped: st.dropped,
-                panics: st.panics,
-                restarts: st.restarts,
+                counters: Counters {
+                    processed: st.processed,
+                    dropped: st.dropped,
+                    panics: st.panics,
+                    restarts: st.restarts,
+                },
                 unprocessed: std::mem::take(&mut st.unprocessed),
                 abandoned: 0,
             })
