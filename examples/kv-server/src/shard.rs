@@ -234,38 +234,8 @@ impl Store {
             Op::Exists(keys) => {
                 Resp::Int(keys.iter().filter(|k| self.get(k, now).is_some()).count() as i64)
             }
-            Op::IncrBy(key, delta) => {
-                let current = match self.get(&key, now) {
-                    Some(v) => match parse_int(v) {
-                        Some(n) => n,
-                        None => return not_an_integer(),
-                    },
-                    None => 0,
-                };
-                let Some(next) = current.checked_add(delta) else {
-                    return Resp::err("increment or decrement would overflow");
-                };
-                let expires = self.ttl.get(key.as_slice()).copied();
-                self.put(
-                    key,
-                    next.to_string().into_bytes().into_boxed_slice(),
-                    expires,
-                );
-                Resp::Int(next)
-            }
-            Op::Append(key, val) => match self.get(&key, now) {
-                Some(v) => {
-                    let mut grown = std::mem::take(v).into_vec();
-                    grown.extend_from_slice(&val);
-                    *v = grown.into_boxed_slice();
-                    Resp::Int(v.len() as i64)
-                }
-                None => {
-                    let len = val.len() as i64;
-                    self.put(key, val.into_boxed_slice(), None);
-                    Resp::Int(len)
-                }
-            },
+            Op::IncrBy(key, delta) => self.incr_by(key, delta, now),
+            Op::Append(key, val) => self.append(key, val, now),
             Op::Strlen(key) => Resp::Int(self.get(&key, now).map_or(0, |v| v.len() as i64)),
             Op::MGet(keys) => Resp::Array(
                 keys.iter()
@@ -279,16 +249,7 @@ impl Store {
                 Resp::Simple("OK")
             }
             Op::Expire(key, in_ms, cond) => self.expire(key, in_ms, cond, now),
-            Op::Ttl(key) => match self.get(&key, now) {
-                None => Resp::Int(-2),
-                Some(_) => match self.ttl.get(key.as_slice()) {
-                    None => Resp::Int(-1),
-                    Some(&at) => {
-                        let ms = i64::try_from(at.saturating_duration_since(now).as_millis());
-                        Resp::Int(ms.unwrap_or(i64::MAX).saturating_add(500) / 1000)
-                    }
-                },
-            },
+            Op::Ttl(key) => self.ttl_of(&key, now),
             Op::DbSize => Resp::Int(self.map.len() as i64),
             Op::FlushAll => {
                 self.map.clear();
@@ -299,6 +260,58 @@ impl Store {
                 Resp::Int(self.map.len() as i64),
                 Resp::Int(self.ttl.len() as i64),
             ]),
+        }
+    }
+
+    /// `INCRBY`: the value read as an integer (0 if absent), checked for overflow; keeps the TTL.
+    fn incr_by(&mut self, key: Vec<u8>, delta: i64, now: Instant) -> Resp {
+        let current = match self.get(&key, now) {
+            Some(v) => match parse_int(v) {
+                Some(n) => n,
+                None => return not_an_integer(),
+            },
+            None => 0,
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Resp::err("increment or decrement would overflow");
+        };
+        let expires = self.ttl.get(key.as_slice()).copied();
+        self.put(
+            key,
+            next.to_string().into_bytes().into_boxed_slice(),
+            expires,
+        );
+        Resp::Int(next)
+    }
+
+    /// `APPEND`: the new length.
+    fn append(&mut self, key: Vec<u8>, val: Vec<u8>, now: Instant) -> Resp {
+        match self.get(&key, now) {
+            Some(v) => {
+                let mut grown = std::mem::take(v).into_vec();
+                grown.extend_from_slice(&val);
+                *v = grown.into_boxed_slice();
+                Resp::Int(v.len() as i64)
+            }
+            None => {
+                let len = val.len() as i64;
+                self.put(key, val.into_boxed_slice(), None);
+                Resp::Int(len)
+            }
+        }
+    }
+
+    /// `TTL`: seconds left, rounded as redis does; -1 without a TTL, -2 for no key.
+    fn ttl_of(&mut self, key: &[u8], now: Instant) -> Resp {
+        match self.get(key, now) {
+            None => Resp::Int(-2),
+            Some(_) => match self.ttl.get(key) {
+                None => Resp::Int(-1),
+                Some(&at) => {
+                    let ms = i64::try_from(at.saturating_duration_since(now).as_millis());
+                    Resp::Int(ms.unwrap_or(i64::MAX).saturating_add(500) / 1000)
+                }
+            },
         }
     }
 
