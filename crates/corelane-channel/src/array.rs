@@ -21,7 +21,8 @@ use crossbeam_utils::CachePadded;
 use crate::chan::Ring;
 use crate::sync::{spin_hint, AtomicUsize, Ordering, UnsafeCell};
 
-struct Slot<T> {
+/// One cell of the ring: a value and the stamp that says whose turn it is.
+struct Stamped<T> {
     /// Written (Release) by the producer after writing `value` and by the consumer after taking
     /// it; read (Acquire) by both before touching `value`.
     stamp: AtomicUsize,
@@ -36,7 +37,7 @@ pub struct ArrayRing<T, const MULTI_CONSUMER: bool> {
     /// Next position to pop. CAS'd by consumers (MPMC) or stored by the one consumer (MPSC); read
     /// by `len`.
     head: CachePadded<AtomicUsize>,
-    slots: Box<[Slot<T>]>,
+    slots: Box<[Stamped<T>]>,
     mask: usize,
 }
 
@@ -69,7 +70,7 @@ fn stamp(pos: usize, full: usize) -> usize {
 
 impl<T, const MC: bool> ArrayRing<T, MC> {
     #[inline(always)]
-    fn slot(&self, pos: usize) -> &Slot<T> {
+    fn slot(&self, pos: usize) -> &Stamped<T> {
         // SAFETY: `slots.len()` is `mask + 1` (a power of two, set at construction and never
         // changed), so `pos & mask` is in bounds; this skips the bounds check on the hot path.
         unsafe { self.slots.get_unchecked(pos & self.mask) }
@@ -171,7 +172,7 @@ impl<T, const MC: bool> Ring<T> for ArrayRing<T, MC> {
             tail: CachePadded::new(AtomicUsize::new(0)),
             head: CachePadded::new(AtomicUsize::new(0)),
             slots: (0..capacity)
-                .map(|i| Slot {
+                .map(|i| Stamped {
                     stamp: AtomicUsize::new(stamp(i, 0)),
                     value: UnsafeCell::new(MaybeUninit::uninit()),
                 })

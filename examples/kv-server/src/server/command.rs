@@ -4,22 +4,22 @@
 use std::time::Duration;
 
 use super::front::Front;
-use super::group::{Batch, Pairs, Results, Slot};
+use super::group::{AnswerAt, Batch, Pairs, Results};
 use crate::resp::{string2ll, Resp};
 use crate::shard::{not_an_integer, parse_int, ExpireCond, Op, SetCond, SetTtl};
 
 /// How to build one command's reply from its shards' answers.
 pub(super) enum Plan {
     Ready(Resp),
-    One(Slot),
+    One(AnswerAt),
     /// Integer replies of several shards, summed (`DEL`, `EXISTS`, `DBSIZE`).
-    Sum(Vec<Slot>),
+    Sum(Vec<AnswerAt>),
     /// `MGET`: each shard's array goes back to the positions of its keys.
-    Gather(usize, Vec<(Vec<usize>, Slot)>),
+    Gather(usize, Vec<(Vec<usize>, AnswerAt)>),
     /// Every shard must answer `OK` (`MSET`, `FLUSHALL`).
-    AllOk(Vec<Slot>),
+    AllOk(Vec<AnswerAt>),
     /// `INFO`: per-shard `[keys, expires]`.
-    Info(Vec<Slot>),
+    Info(Vec<AnswerAt>),
 }
 
 impl Plan {
@@ -37,7 +37,7 @@ impl Plan {
 }
 
 /// The sum of the shards' integer answers.
-fn sum(slots: Vec<Slot>, results: &mut Results) -> Resp {
+fn sum(slots: Vec<AnswerAt>, results: &mut Results) -> Resp {
     let mut total = 0;
     for slot in slots {
         match results.take(slot) {
@@ -49,7 +49,7 @@ fn sum(slots: Vec<Slot>, results: &mut Results) -> Resp {
 }
 
 /// The shards' arrays, each item put back at its key's position in the command.
-fn gather(len: usize, parts: Vec<(Vec<usize>, Slot)>, results: &mut Results) -> Resp {
+fn gather(len: usize, parts: Vec<(Vec<usize>, AnswerAt)>, results: &mut Results) -> Resp {
     let mut out = vec![Resp::Bulk(None); len];
     for (positions, slot) in parts {
         match results.take(slot) {
@@ -65,7 +65,7 @@ fn gather(len: usize, parts: Vec<(Vec<usize>, Slot)>, results: &mut Results) -> 
 }
 
 /// `OK` once every shard answered `OK`.
-fn all_ok(slots: Vec<Slot>, results: &mut Results) -> Resp {
+fn all_ok(slots: Vec<AnswerAt>, results: &mut Results) -> Resp {
     for slot in slots {
         let r = results.take(slot);
         if r != Resp::Simple("OK") {
@@ -76,7 +76,7 @@ fn all_ok(slots: Vec<Slot>, results: &mut Results) -> Resp {
 }
 
 /// `INFO`: the server, the keyspace summed over shards, and a line per shard.
-fn info(front: &Front, slots: Vec<Slot>, results: &mut Results) -> Resp {
+fn info(front: &Front, slots: Vec<AnswerAt>, results: &mut Results) -> Resp {
     let (mut keys, mut expires) = (0, 0);
     let mut shards = String::new();
     let metrics = front.outbox.metrics();

@@ -14,7 +14,7 @@ use crate::shard::{Op, Req};
 pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Where one shard operation's answer will be: (shard, position in that shard's batch).
-pub(super) type Slot = (usize, usize);
+pub(super) type AnswerAt = (usize, usize);
 
 /// The operations of one read, grouped by shard, in command order.
 pub(super) struct Batch {
@@ -33,7 +33,7 @@ impl Results {
         self.0[shard] = answers;
     }
 
-    pub(super) fn take(&mut self, (shard, pos): Slot) -> Resp {
+    pub(super) fn take(&mut self, (shard, pos): AnswerAt) -> Resp {
         self.0
             .get_mut(shard)
             .and_then(|answers| answers.get_mut(pos))
@@ -49,7 +49,7 @@ impl Batch {
         }
     }
 
-    pub(super) fn add(&mut self, shard: usize, op: Op) -> Slot {
+    pub(super) fn add(&mut self, shard: usize, op: Op) -> AnswerAt {
         self.ops[shard].push(op);
         (shard, self.ops[shard].len() - 1)
     }
@@ -67,7 +67,7 @@ impl Batch {
         }
     }
 
-    pub(super) fn add_to_every_shard(&mut self, make: impl Fn() -> Op) -> Vec<Slot> {
+    pub(super) fn add_to_every_shard(&mut self, make: impl Fn() -> Op) -> Vec<AnswerAt> {
         (0..self.ops.len())
             .map(|shard| self.add(shard, make()))
             .collect()
