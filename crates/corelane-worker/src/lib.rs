@@ -87,8 +87,25 @@ pub trait Worker: Send + Sized + 'static {
     fn init(&mut self, ctx: &mut Context<'_, Self>) -> Result<Self::State, BoxError>;
 
     /// Handles one message. A panic is caught: the message is counted, offered to the
-    /// dead-letter hook, and the state is rebuilt per the restart policy; queued messages stay.
+    /// dead-letter hooks, and the state is rebuilt per the restart policy; queued messages stay.
     fn handle(&mut self, state: &mut Self::State, msg: Self::Message, ctx: &mut Context<'_, Self>);
+
+    /// A copy of `msg` to hand to [`Worker::on_dead_letter`] should its handler panic: the
+    /// handler consumes the message, so it can only be given back if it was kept before. Called
+    /// before every [`Worker::handle`]; the default keeps nothing and costs nothing. Override it
+    /// (typically `Some(msg.clone())`, or only for the messages worth keeping) to receive the
+    /// messages that panicked.
+    fn keep_for_dead_letter(&self, msg: &Self::Message) -> Option<Self::Message> {
+        let _ = msg;
+        None
+    }
+
+    /// Receives a message whose handler panicked (the copy [`Worker::keep_for_dead_letter`]
+    /// kept) with the panic's text, before [`Worker::on_panic`] decides what follows: store it,
+    /// forward it to a dead-letter queue, or retry it later. A panic here is caught and ignored.
+    fn on_dead_letter(&mut self, msg: Self::Message, panic: &str, ctx: &mut Context<'_, Self>) {
+        let _ = (msg, panic, ctx);
+    }
 
     /// Decides what follows a panic of [`Worker::handle`], [`Worker::on_idle`] or
     /// [`Worker::wait`] (`panic` is its message), as Erlang's and ractor's supervisors let you.

@@ -266,6 +266,25 @@ impl<W: Worker> Runner<W> {
         self.slot.stats.set_state(WorkerState::Running);
     }
 
+    /// Offers a panic to the configured dead-letter hook, and the message kept for it to
+    /// [`Worker::on_dead_letter`]; a panic of either is caught and ignored.
+    fn dead_letter(&mut self, text: &str, kept: Option<W::Message>) {
+        if let Some(hook) = &self.dead_letter {
+            let letter = crate::DeadLetter {
+                worker: self.slot.index,
+                panic: text.to_owned(),
+            };
+            let _ = catch_unwind(AssertUnwindSafe(|| hook(&letter)));
+        }
+        if let Some(msg) = kept {
+            let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
+            let worker = &mut self.worker;
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                worker.on_dead_letter(msg, text, &mut ctx)
+            }));
+        }
+    }
+
     /// Runs `init` on this thread, catching a panic.
     fn init(&mut self) -> Result<W::State, Error> {
         let index = self.slot.index;
@@ -309,7 +328,7 @@ impl<W: Worker> Runner<W> {
         match result {
             Ok(()) => Ok(()),
             Err(p) => self
-                .panicked(state, &*p)
+                .panicked(state, &*p, None)
                 .map_err(|reason| Halt::Fatal(reason, Vec::new())),
         }
     }
@@ -350,6 +369,7 @@ impl<W: Worker> Runner<W> {
             let st = state.as_mut().expect("a running worker has its state");
             let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
             let worker = &mut self.worker;
+            let kept = worker.keep_for_dead_letter(&msg);
             let result = catch_unwind(AssertUnwindSafe(|| worker.handle(st, msg, &mut ctx)));
             let stop = ctx.stop;
             Stats::bump(&self.slot.stats.processed);
@@ -357,7 +377,7 @@ impl<W: Worker> Runner<W> {
                 self.slot.control.stop.store(true, Ordering::Release);
             }
             if let Err(p) = result {
-                if let Err(reason) = self.panicked(state, &*p) {
+                if let Err(reason) = self.panicked(state, &*p, kept) {
                     return Err(Halt::Fatal(reason, drain.collect()));
                 }
             }
@@ -365,22 +385,18 @@ impl<W: Worker> Runner<W> {
         Ok(())
     }
 
-    /// Counts a panic, offers it to the dead-letter hook, and rebuilds the state if the restart
-    /// policy allows. `Err` means the worker must stop.
+    /// Counts a panic, offers it (with the message `kept` for it, if any) to the dead-letter
+    /// hooks, and rebuilds the state if the restart policy allows. `Err` means the worker must
+    /// stop.
     fn panicked(
         &mut self,
         state: &mut Option<W::State>,
         payload: &(dyn Any + Send),
+        kept: Option<W::Message>,
     ) -> Result<(), String> {
         Stats::bump(&self.slot.stats.panics);
         let text = panic_message(payload);
-        if let Some(hook) = &self.dead_letter {
-            let letter = crate::DeadLetter {
-                worker: self.slot.index,
-                panic: text.clone(),
-            };
-            let _ = catch_unwind(AssertUnwindSafe(|| hook(&letter)));
-        }
+        self.dead_letter(&text, kept);
         match self.on_panic(state, &text) {
             crate::PanicAction::Keep => return Ok(()),
             crate::PanicAction::Stop => {

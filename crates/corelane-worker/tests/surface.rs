@@ -215,3 +215,62 @@ fn on_panic_keeps_rebuilds_or_stops_and_init_knows_a_restart() {
     ));
     assert_eq!((report.counters.panics, report.counters.restarts), (3, 1));
 }
+
+/// Keeps a copy of every message whose text says so, and collects those whose handler panicked.
+struct Letters {
+    dead: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Worker for Letters {
+    type Message = String;
+    type State = ();
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn handle(&mut self, _: &mut (), msg: String, _: &mut Context<'_, Self>) {
+        if msg.contains("poison") {
+            panic!("cannot digest {msg}");
+        }
+    }
+    fn keep_for_dead_letter(&self, msg: &String) -> Option<String> {
+        msg.starts_with("keep").then(|| msg.clone())
+    }
+    fn on_dead_letter(&mut self, msg: String, panic: &str, _: &mut Context<'_, Self>) {
+        self.dead.lock().unwrap().push((msg, panic.to_owned()));
+    }
+}
+
+#[test]
+fn the_dead_letter_hook_gets_the_message_that_panicked_when_one_was_kept() {
+    let dead = std::sync::Arc::default();
+    let w = spawn(
+        Letters {
+            dead: std::sync::Arc::clone(&dead),
+        },
+        WorkerConfig::new(),
+    )
+    .unwrap();
+    for msg in [
+        "keep: fine",
+        "keep: poison 1",
+        "drop: poison 2",
+        "keep: poison 3",
+    ] {
+        w.send(msg.to_owned()).unwrap();
+    }
+    let report = w.stop().unwrap();
+    assert_eq!(report.counters.panics, 3);
+    assert_eq!(
+        *dead.lock().unwrap(),
+        [
+            (
+                "keep: poison 1".to_owned(),
+                "cannot digest keep: poison 1".to_owned()
+            ),
+            (
+                "keep: poison 3".to_owned(),
+                "cannot digest keep: poison 3".to_owned()
+            ),
+        ]
+    );
+}

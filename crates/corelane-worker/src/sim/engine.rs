@@ -357,6 +357,7 @@ where
             .as_mut()
             .expect("a running worker has its state");
         net::start_recording();
+        let kept = actor.worker.keep_for_dead_letter(&msg);
         let (result, stop) = if panic_before {
             drop(msg);
             (Err("a panic before the handler (fault)".to_string()), false)
@@ -393,17 +394,21 @@ where
             }
         }
         if let Err(why) = result {
-            self.panicked(w, &why);
+            self.panicked(w, &why, kept);
         }
     }
 
-    /// Applies the restart policy after a panic in worker `w`'s handler.
-    fn panicked(&mut self, w: usize, why: &str) {
+    /// Offers the message kept for it to the dead-letter hook, then applies the restart
+    /// policy after a panic in worker `w`'s handler.
+    fn panicked(&mut self, w: usize, why: &str, kept: Option<W::Message>) {
         let now = self.clock();
         {
             let mut net = self.net.borrow_mut();
             net.stations[w].panics += 1;
             net.log(|| format!("w{w} panicked: {why}"));
+        }
+        if let Some(msg) = kept {
+            self.on_dead_letter(w, msg, why);
         }
         match self.on_panic(w, why) {
             crate::PanicAction::Keep => {
@@ -434,6 +439,22 @@ where
             }
             Err(e) => self.fail(w, &format!("restart failed: {e}")),
         }
+    }
+
+    /// Hands worker `w` the message whose handler panicked; a panic there is ignored.
+    fn on_dead_letter(&mut self, w: usize, msg: W::Message, why: &str) {
+        let route = SimRoute {
+            net: &self.net,
+            partitioner: &self.partitioner,
+        };
+        net::start_recording();
+        {
+            let mut ctx: Context<'_, W> = super::new_context(w, &route);
+            let worker = &mut self.actors[w].worker;
+            let _ = super::quietly(|| worker.on_dead_letter(msg, why, &mut ctx));
+        }
+        let replies = net::stop_recording();
+        self.net.borrow_mut().commit_effects(w, replies);
     }
 
     /// Asks worker `w` what follows a panic; a panic in `on_panic` itself means rebuild.
