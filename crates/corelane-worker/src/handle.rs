@@ -123,6 +123,12 @@ impl<M: Send + 'static> WorkerHandle<M> {
         self.slot.set_paused(false);
     }
 
+    /// A listener for the worker's events of the kinds in `mask`, from now on (see
+    /// [`Pool::listen`](crate::Pool::listen)).
+    pub fn listen(&self, mask: crate::EventMask) -> crate::EventListener {
+        self.slot.listen(mask)
+    }
+
     /// The worker's lifecycle state.
     pub fn state(&self) -> WorkerState {
         self.slot.state()

@@ -43,6 +43,7 @@ mod context;
 mod dispatch;
 mod envelope;
 mod error;
+mod events;
 mod handle;
 mod idle;
 mod pool;
@@ -58,6 +59,7 @@ pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy,
 pub use context::{Context, Outbox};
 pub use dispatch::{Dispatch, Wait};
 pub use error::{AskError, AskErrorKind, BoxError, Error, SendError, SendErrorKind};
+pub use events::{EventCanceler, EventError, EventListener, EventMask, NextEvent, WorkerEvent};
 pub use handle::{spawn, WorkerHandle};
 pub use idle::Idle;
 pub use pool::{Pool, PoolBuilder};

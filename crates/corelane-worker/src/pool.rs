@@ -12,8 +12,8 @@ use crate::dispatch::sealed::Sealed;
 use crate::runtime::{collect_reports, start};
 use crate::slot::Slot;
 use crate::{
-    Answer, AskError, Dispatch, Error, Outcome, PoolMetrics, Producer, Reply, SendError,
-    ShutdownReport, Wait, Worker, WorkerConfig, WorkerReport,
+    Answer, AskError, Dispatch, Error, EventListener, EventMask, Outcome, PoolMetrics, Producer,
+    Reply, SendError, ShutdownReport, Wait, Worker, WorkerConfig, WorkerReport,
 };
 
 /// Configures a [`Pool`] of workers `W`; from [`Pool::builder`] (`W` is inferred from
@@ -381,6 +381,34 @@ impl<W: Worker, P: Send + Sync + 'static> Pool<W, P> {
             .slots()
             .iter()
             .for_each(|s| s.set_paused(false));
+    }
+
+    /// A listener for worker `worker`'s events of the kinds in `mask`, from now on; `None` for
+    /// an index out of range. Only listeners whose mask holds an event's kind are woken for it.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use corelane_worker::{BoxError, Context, EventMask, Pool, Worker, WorkerEvent};
+    ///
+    /// struct Nop;
+    /// impl Worker for Nop {
+    ///     type Message = ();
+    ///     type State = ();
+    ///     fn init(&mut self, _: &mut Context<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+    ///     fn handle(&mut self, _: &mut (), _: (), _: &mut Context<'_, Self>) {}
+    /// }
+    ///
+    /// let pool = Pool::builder().workers(1).spawn(|_| Nop)?;
+    /// let events = pool.listen(0, EventMask::PAUSED | EventMask::RESUMED).unwrap();
+    /// pool.pause();
+    /// assert_eq!(events.wait_timeout(Duration::from_secs(5))?, WorkerEvent::Paused);
+    /// pool.resume();
+    /// assert_eq!(events.wait_timeout(Duration::from_secs(5))?, WorkerEvent::Resumed);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn listen(&self, worker: usize, mask: EventMask) -> Option<EventListener> {
+        self.inner.peers.slot(worker).map(|slot| slot.listen(mask))
     }
 
     /// Pauses worker `worker` (as [`Pool::pause`]); `false` for an index out of range.

@@ -11,7 +11,10 @@ use crate::context::Peers;
 use crate::envelope::Envelope;
 use crate::slot::Slot;
 use crate::slot::Stats;
-use crate::{Context, Counters, Error, Idle, RestartPolicy, Worker, WorkerConfig, WorkerState};
+use crate::{
+    Context, Counters, Error, EventMask, Idle, RestartPolicy, Worker, WorkerConfig, WorkerEvent,
+    WorkerState,
+};
 
 /// How a worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +233,9 @@ impl<W: Worker> Runner<W> {
         };
         let _ = ready.send(Ok(()));
         self.slot.stats.set_state(WorkerState::Running);
+        self.slot
+            .events
+            .emit(EventMask::STARTED, || WorkerEvent::Started);
         let mut state = Some(state);
         let mut buf = Vec::with_capacity(self.batch);
         loop {
@@ -259,11 +265,14 @@ impl<W: Worker> Runner<W> {
     /// Parks until resumed or asked to stop.
     fn pause(&self) {
         self.slot.stats.set_state(WorkerState::Paused);
+        let events = &self.slot.events;
+        events.emit(EventMask::PAUSED, || WorkerEvent::Paused);
         let control = &self.slot.control;
         self.slot.doorbell().wait(self.slot.idle, None, &|| {
             !control.paused.load(Ordering::Acquire) || control.stop.load(Ordering::Acquire)
         });
         self.slot.stats.set_state(WorkerState::Running);
+        events.emit(EventMask::RESUMED, || WorkerEvent::Resumed);
     }
 
     /// Offers a panic to the configured dead-letter hook, and the message kept for it to
@@ -307,6 +316,7 @@ impl<W: Worker> Runner<W> {
     /// handler panic.
     fn idle(&mut self, state: &mut Option<W::State>) -> Result<(), Halt<W::Message>> {
         let slot = &self.slot;
+        slot.events.emit(EventMask::IDLE, || WorkerEvent::Idle);
         let ready = || slot.has_work();
         let idle = Idle::new(slot.doorbell(), slot.idle, &ready);
         let Some(st) = state.as_mut() else {
@@ -432,11 +442,14 @@ impl<W: Worker> Runner<W> {
         self.restarts.push_back(now);
         Stats::bump(&self.slot.stats.restarts);
         *state = Some(self.init().map_err(|e| format!("restart failed: {e}"))?);
+        self.slot
+            .events
+            .emit(EventMask::RESTARTED, || WorkerEvent::Restarted {
+                reason: text,
+            });
         Ok(())
     }
 
-    /// Ends the worker after a halt: a missed deadline stops gracefully (what was not handled
-    /// is returned), a fatal panic fails it.
     /// Asks the worker what follows a panic; a panic in `on_panic` itself means rebuild.
     fn on_panic(&mut self, state: &mut Option<W::State>, text: &str) -> crate::PanicAction {
         let Some(st) = state.as_mut() else {
@@ -448,6 +461,8 @@ impl<W: Worker> Runner<W> {
             .unwrap_or(crate::PanicAction::Rebuild)
     }
 
+    /// Ends the worker after a halt: a missed deadline stops gracefully (what was not handled
+    /// is returned), a fatal panic fails it.
     fn halt(
         self,
         state: Option<W::State>,

@@ -17,8 +17,12 @@ use corelane_channel::{
 use crossbeam_utils::CachePadded;
 
 use crate::envelope::{Asked, Envelope, FlushMarker};
+use crate::events::Events;
 use crate::runtime::{Outcome, WorkerReport};
-use crate::{Answer, Counters, Error, Overflow, Reply, SendError, Wait, WorkerConfig};
+use crate::{
+    Answer, Counters, Error, EventListener, EventMask, Overflow, Reply, SendError, Wait,
+    WorkerConfig, WorkerEvent,
+};
 
 /// Lifecycle of a worker, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +210,8 @@ pub(crate) struct Slot<M> {
     /// Flush markers that a `DropOldest` eviction popped: answered by the worker between batches.
     evicted_flushes: Mutex<Vec<FlushMarker>>,
     pub(crate) stats: CachePadded<Stats>,
+    /// The worker's event source ([`Slot::listen`]).
+    pub(crate) events: Arc<Events>,
 }
 
 impl<M> std::fmt::Debug for Slot<M> {
@@ -255,6 +261,7 @@ impl<M> Slot<M> {
             })),
             evicted_flushes: Mutex::new(Vec::new()),
             stats: CachePadded::new(Stats::default()),
+            events: Arc::default(),
         };
         Ok((Arc::new(slot), pin))
     }
@@ -482,6 +489,11 @@ impl<M> Slot<M> {
         self.doorbell().ring();
     }
 
+    /// A listener for this worker's events of the kinds in `mask`, from now on.
+    pub(crate) fn listen(&self, mask: EventMask) -> EventListener {
+        self.events.listen(mask)
+    }
+
     /// The worker's lifecycle state.
     pub fn state(&self) -> WorkerState {
         WorkerState::from_u8(self.stats.state.load(Ordering::Acquire))
@@ -666,6 +678,19 @@ impl<M> Slot<M> {
         let dropped = self.stats.drops.finish();
         // Markers evictions passed after the worker's last look: their flush fails.
         drop(std::mem::take(&mut *lock(&self.evicted_flushes)));
+        let (kind, reason) = match &outcome {
+            Outcome::Completed => (EventMask::STOPPED, None),
+            Outcome::Failed(reason) => (EventMask::FAILED, Some(reason.clone())),
+            Outcome::TimedOut => (
+                EventMask::FAILED,
+                Some("still in a handler past its stop deadline".to_owned()),
+            ),
+        };
+        self.events.emit(kind, || match reason {
+            Some(reason) => WorkerEvent::Failed { reason },
+            None => WorkerEvent::Stopped,
+        });
+        self.events.close();
         WorkerReport {
             index: self.index,
             outcome,

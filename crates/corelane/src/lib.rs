@@ -54,8 +54,9 @@ pub use corelane_worker as worker;
 pub use corelane_worker::sim;
 
 pub use corelane_worker::{
-    AskError, AskErrorKind, BoxError, Context, Dispatch, Error, Idle, Outbox, Overflow, Placement,
-    Reply, RestartPolicy, SendError, SendErrorKind, Wait, Worker, WorkerConfig,
+    AskError, AskErrorKind, BoxError, Context, Dispatch, Error, EventError, EventListener,
+    EventMask, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy, SendError, SendErrorKind,
+    Wait, Worker, WorkerConfig, WorkerEvent,
 };
 pub use corelane_worker::{BatchingProducer, Pool, PoolBuilder, Producer, ShutdownReport};
 
