@@ -7,3 +7,6 @@ cargo test --workspace --locked
 cargo test -p corelane-worker --features sim --locked --test sim
 cargo test -p corelane-worker --features sim --locked --doc
 cargo run -q -p corelane --example sim --features sim --locked >/dev/null
+# The optional features: signal shutdown, tracing events, sampled handler latency.
+cargo test -p corelane-worker --features signal,tracing,latency --locked \
+  --test pool --test surface --test events --test tracing

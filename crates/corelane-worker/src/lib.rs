@@ -51,9 +51,12 @@ mod producer;
 mod reply;
 mod report;
 mod runtime;
+#[cfg(feature = "signal")]
+mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod slot;
+mod trace;
 
 pub use config::{DeadLetter, DeadLetterHook, Overflow, Placement, RestartPolicy, WorkerConfig};
 pub use context::{Context, Outbox};
@@ -65,8 +68,12 @@ pub use idle::Idle;
 pub use pool::{Pool, PoolBuilder};
 pub use producer::{BatchingProducer, Producer};
 pub use reply::{Answer, Reply};
-pub use report::{Counters, PoolMetrics, ShutdownReport, Totals};
+pub use report::{
+    Counters, Latency, PoolMetrics, ShutdownReport, Totals, LATENCY_BUCKETS, LATENCY_SAMPLE,
+};
 pub use runtime::{Outcome, WorkerReport, STOP_GRACE};
+#[cfg(feature = "signal")]
+pub use signal::ShutdownSignals;
 pub use slot::{WorkerMetrics, WorkerState};
 
 /// A worker: isolated per-worker state built on the worker's own thread, and a handler.

@@ -196,6 +196,7 @@ impl<W: Worker, P> Inner<W, P> {
             .take()
             .ok_or(Error::ShutDown)?;
         let slots = self.peers.slots();
+        crate::trace::shutdown(slots.len(), deadline.is_some());
         for slot in slots {
             slot.request_stop(deadline);
         }

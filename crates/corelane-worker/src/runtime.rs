@@ -11,6 +11,7 @@ use crate::context::Peers;
 use crate::envelope::Envelope;
 use crate::slot::Slot;
 use crate::slot::Stats;
+use crate::trace;
 use crate::{
     Context, Counters, Error, EventMask, Idle, RestartPolicy, Worker, WorkerConfig, WorkerEvent,
     WorkerState,
@@ -60,6 +61,21 @@ impl<M> WorkerReport<M> {
             + self.unprocessed.len() as u64
             + self.abandoned
     }
+}
+
+/// The start of a handler call to time, one in [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE) with
+/// the `latency` feature; never without it.
+#[inline(always)]
+fn sample_start(tick: &mut u32) -> Option<Instant> {
+    #[cfg(feature = "latency")]
+    {
+        *tick = tick.wrapping_add(1);
+        if *tick % crate::LATENCY_SAMPLE == 0 {
+            return Some(Instant::now());
+        }
+    }
+    let _ = tick;
+    None
 }
 
 /// How long a timed stop waits past its deadline for a handler in progress to return before it
@@ -137,6 +153,7 @@ pub fn start<W: Worker>(
         slot,
         peers,
         restarts: VecDeque::new(),
+        tick: 0,
     };
     let handle = builder
         .spawn(move || runner.run_thread(pin, ready_tx, reports))
@@ -185,6 +202,8 @@ struct Runner<W: Worker> {
     slot: Arc<Slot<W::Message>>,
     peers: Arc<Peers<W::Message>>,
     restarts: VecDeque<Instant>,
+    /// Handler calls since the last timed one (the `latency` feature's sampling).
+    tick: u32,
 }
 
 /// Why a batch could not be finished.
@@ -236,6 +255,7 @@ impl<W: Worker> Runner<W> {
         self.slot
             .events
             .emit(EventMask::STARTED, || WorkerEvent::Started);
+        trace::started(self.slot.index, self.slot.core);
         let mut state = Some(state);
         let mut buf = Vec::with_capacity(self.batch);
         loop {
@@ -267,12 +287,14 @@ impl<W: Worker> Runner<W> {
         self.slot.stats.set_state(WorkerState::Paused);
         let events = &self.slot.events;
         events.emit(EventMask::PAUSED, || WorkerEvent::Paused);
+        trace::paused(self.slot.index, true);
         let control = &self.slot.control;
         self.slot.doorbell().wait(self.slot.idle, None, &|| {
             !control.paused.load(Ordering::Acquire) || control.stop.load(Ordering::Acquire)
         });
         self.slot.stats.set_state(WorkerState::Running);
         events.emit(EventMask::RESUMED, || WorkerEvent::Resumed);
+        trace::paused(self.slot.index, false);
     }
 
     /// Offers a panic to the configured dead-letter hook, and the message kept for it to
@@ -380,7 +402,11 @@ impl<W: Worker> Runner<W> {
             let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
             let worker = &mut self.worker;
             let kept = worker.keep_for_dead_letter(&msg);
+            let timed = sample_start(&mut self.tick);
             let result = catch_unwind(AssertUnwindSafe(|| worker.handle(st, msg, &mut ctx)));
+            if let Some(started) = timed {
+                self.slot.stats.record_latency(started.elapsed());
+            }
             let stop = ctx.stop;
             Stats::bump(&self.slot.stats.processed);
             if stop {
@@ -406,6 +432,7 @@ impl<W: Worker> Runner<W> {
     ) -> Result<(), String> {
         Stats::bump(&self.slot.stats.panics);
         let text = panic_message(payload);
+        trace::panicked(self.slot.index, &text);
         self.dead_letter(&text, kept);
         match self.on_panic(state, &text) {
             crate::PanicAction::Keep => return Ok(()),
@@ -442,6 +469,10 @@ impl<W: Worker> Runner<W> {
         self.restarts.push_back(now);
         Stats::bump(&self.slot.stats.restarts);
         *state = Some(self.init().map_err(|e| format!("restart failed: {e}"))?);
+        trace::restarted(
+            self.slot.index,
+            self.slot.stats.restarts.load(Ordering::Relaxed),
+        );
         self.slot
             .events
             .emit(EventMask::RESTARTED, || WorkerEvent::Restarted {

@@ -18,9 +18,10 @@ use crossbeam_utils::CachePadded;
 
 use crate::envelope::{Asked, Envelope, FlushMarker};
 use crate::events::Events;
+use crate::report::LATENCY_BUCKETS;
 use crate::runtime::{Outcome, WorkerReport};
 use crate::{
-    Answer, Counters, Error, EventListener, EventMask, Overflow, Reply, SendError, Wait,
+    Answer, Counters, Error, EventListener, EventMask, Latency, Overflow, Reply, SendError, Wait,
     WorkerConfig, WorkerEvent,
 };
 
@@ -133,6 +134,8 @@ pub(crate) struct Stats {
     pub(crate) panics: AtomicU64,
     pub(crate) restarts: AtomicU64,
     state: AtomicU8,
+    /// Sampled handler latency ([`Latency`]), written by the worker thread alone.
+    latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
 impl Stats {
@@ -145,6 +148,18 @@ impl Stats {
     }
     pub(crate) fn set_state(&self, s: WorkerState) {
         self.state.store(s as u8, Ordering::Release);
+    }
+    /// Counts one timed handler call (the worker thread only).
+    pub(crate) fn record_latency(&self, took: std::time::Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        Self::bump(&self.latency[Latency::bucket(ns)]);
+    }
+    fn latency(&self) -> Latency {
+        let mut snapshot = Latency::default();
+        for (to, from) in snapshot.buckets.iter_mut().zip(&self.latency) {
+            *to = from.load(Ordering::Relaxed);
+        }
+        snapshot
     }
 }
 
@@ -190,6 +205,8 @@ pub struct WorkerMetrics {
     pub queued: usize,
     /// Its counters now.
     pub counters: Counters,
+    /// Its sampled handler latency (empty without the `latency` feature).
+    pub latency: Latency,
 }
 
 /// The shared half of one worker. The fields every send reads come first and are written only at
@@ -512,6 +529,7 @@ impl<M> Slot<M> {
                     .map(|l| l.len())
                     .sum::<usize>(),
             counters: self.counters(),
+            latency: self.stats.latency(),
         }
     }
 
@@ -691,6 +709,7 @@ impl<M> Slot<M> {
             None => WorkerEvent::Stopped,
         });
         self.events.close();
+        crate::trace::stopped(self.index, &outcome, processed);
         WorkerReport {
             index: self.index,
             outcome,

@@ -831,3 +831,48 @@ fn async_sends_and_asks_wait_for_room_without_blocking_the_executor() {
     });
     pool.shutdown().unwrap();
 }
+
+#[test]
+fn metrics_are_exposed_in_the_prometheus_text_format() {
+    let (pool, _) = pool(2, |_| WorkerConfig::new());
+    for k in 0..10u64 {
+        pool.send_partitioned(&k, M::Add(k, 1)).unwrap();
+    }
+    pool.flush().unwrap();
+    let metrics = pool.metrics();
+    let text = metrics.to_prometheus();
+    assert!(
+        text.contains("# TYPE corelane_processed_total counter"),
+        "{text}"
+    );
+    let processed: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("corelane_processed_total{worker="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(processed, 10);
+    assert_eq!(text.matches("corelane_queued{worker=").count(), 2);
+    pool.shutdown().unwrap();
+}
+
+#[cfg(feature = "latency")]
+#[test]
+fn handler_latency_is_sampled_into_the_histogram() {
+    let (pool, _) = pool(1, |_| WorkerConfig::new());
+    let calls = 4 * corelane_worker::LATENCY_SAMPLE as usize;
+    for _ in 0..calls {
+        pool.send_to(0, M::Sleep(Duration::from_micros(200)))
+            .unwrap();
+    }
+    pool.flush().unwrap();
+    let metrics = pool.metrics();
+    let latency = &metrics.workers[0].latency;
+    assert_eq!(latency.samples(), 4);
+    let median = latency.quantile(0.5).unwrap();
+    assert!(median >= Duration::from_micros(200), "{median:?}");
+    assert_eq!(metrics.latency().samples(), 4);
+    assert!(metrics
+        .to_prometheus()
+        .contains("corelane_handler_seconds_count{worker=\"0\"} 4"));
+    pool.shutdown().unwrap();
+}

@@ -274,3 +274,23 @@ fn the_dead_letter_hook_gets_the_message_that_panicked_when_one_was_kept() {
         ]
     );
 }
+
+#[cfg(feature = "signal")]
+#[test]
+fn a_termination_signal_shuts_the_pool_down_gracefully() {
+    let signals = corelane_worker::ShutdownSignals::register().unwrap();
+    let pool = pool(2, 64);
+    for i in 0..100u64 {
+        pool.send_partitioned(&i, M::Add(i)).unwrap();
+    }
+    let raiser = thread::spawn(|| {
+        thread::sleep(Duration::from_millis(30));
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+    });
+    let started = Instant::now();
+    let report = pool.shutdown_on(signals, Duration::from_secs(5)).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(25));
+    assert_eq!(report.processed(), 100);
+    assert!(report.is_clean());
+    raiser.join().unwrap();
+}

@@ -53,6 +53,8 @@ pub use corelane_worker as worker;
 #[cfg(feature = "sim")]
 pub use corelane_worker::sim;
 
+#[cfg(feature = "signal")]
+pub use corelane_worker::ShutdownSignals;
 pub use corelane_worker::{
     AskError, AskErrorKind, BoxError, Context, Dispatch, Error, EventError, EventListener,
     EventMask, Idle, Outbox, Overflow, Placement, Reply, RestartPolicy, SendError, SendErrorKind,
@@ -82,6 +84,6 @@ pub mod prelude {
         WorkerReport, WorkerState,
     };
     pub use crate::worker::{
-        BatchingProducer, Counters, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
+        BatchingProducer, Counters, Latency, Pool, PoolMetrics, Producer, ShutdownReport, Totals,
     };
 }
