@@ -34,13 +34,9 @@ impl Worker for Counter {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cores = corelane::available_cores();
     let pool = Pool::builder()
         .workers(2)
-        .worker_config(move |i| match cores.get(i) {
-            Some(&core) => WorkerConfig::new().with_cpu_affinity(core),
-            None => WorkerConfig::new(),
-        })
+        .worker_config(|i| WorkerConfig::new().with_nth_core(i)) // core i of this process, if any
         .partitioner(HashPartitioner::new()) // the default; any corelane-partition partitioner
         .spawn(|_index| Counter)?;
 

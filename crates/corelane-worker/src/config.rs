@@ -13,8 +13,15 @@ pub enum Placement {
     /// Wherever the OS schedules it.
     #[default]
     Unpinned,
-    /// Pinned to this CPU core (as numbered by `core_affinity`).
+    /// Pinned to this CPU core (as numbered by `core_affinity`); a core outside the process's
+    /// affinity set fails the spawn with a typed error.
     Core(usize),
+    /// Pinned to the n-th core of the process's affinity set ([`available_cores`]), counted
+    /// from 0; unpinned when the set has fewer cores. Never fails: the one-line way to pin
+    /// worker `i` to its own core where there is one ([`WorkerConfig::with_nth_core`]).
+    ///
+    /// [`available_cores`]: crate::available_cores
+    NthCore(usize),
 }
 
 /// What a send does when the worker's inbox is full.
@@ -136,8 +143,18 @@ impl WorkerConfig {
         self.name = Some(name.into());
         self
     }
-    /// Pins the worker thread to `core`. A core that does not exist is an
-    /// [`Error::InvalidConfig`] at spawn.
+    /// Pins the worker to the `n`-th core the process may run on ([`Placement::NthCore`]), or
+    /// leaves it unpinned when there are fewer: `.worker_config(|i| WorkerConfig::new()
+    /// .with_nth_core(i))` gives every worker a core of its own while cores last, and never
+    /// fails.
+    pub fn with_nth_core(mut self, n: usize) -> Self {
+        self.placement = Placement::NthCore(n);
+        self
+    }
+
+    /// Pins the worker to CPU core `core` ([`Placement::Core`]): a core the process may not run
+    /// on is an [`Error::InvalidConfig`] at spawn. See [`with_nth_core`](Self::with_nth_core) for
+    /// the form that cannot fail.
     pub fn with_cpu_affinity(mut self, core: usize) -> Self {
         self.placement = Placement::Core(core);
         self
@@ -215,6 +232,9 @@ impl WorkerConfig {
         }
         match self.placement {
             Placement::Unpinned => Ok(None),
+            Placement::NthCore(n) => Ok(crate::available_cores()
+                .get(n)
+                .map(|&id| core_affinity::CoreId { id })),
             Placement::Core(core) => {
                 let cores = crate::available_cores();
                 if cores.contains(&core) {

@@ -56,7 +56,7 @@ impl<W: Worker, P: Resize + Send + Sync + 'static> PoolBuilder<W, P> {
         self
     }
 
-    /// The configuration of worker `i`, e.g. `|i| WorkerConfig::new().with_cpu_affinity(i)`.
+    /// The configuration of worker `i`, e.g. `|i| WorkerConfig::new().with_nth_core(i)`.
     pub fn worker_config(mut self, config: impl Fn(usize) -> WorkerConfig + 'static) -> Self {
         self.config = Box::new(config);
         self

@@ -876,3 +876,19 @@ fn handler_latency_is_sampled_into_the_histogram() {
         .contains("corelane_handler_seconds_count{worker=\"0\"} 4"));
     pool.shutdown().unwrap();
 }
+
+#[test]
+fn nth_core_pins_while_cores_last_and_never_fails() {
+    let cores = corelane_worker::available_cores();
+    let n = cores.len() + 2;
+    let pool = Pool::builder()
+        .workers(n)
+        .worker_config(|i| WorkerConfig::new().with_nth_core(i))
+        .spawn(|_| Probe::default())
+        .unwrap();
+    let placed: Vec<Option<usize>> = pool.metrics().workers.iter().map(|w| w.core).collect();
+    let mut want: Vec<Option<usize>> = cores.iter().map(|&c| Some(c)).collect();
+    want.extend([None, None]);
+    assert_eq!(placed, want);
+    pool.shutdown().unwrap();
+}

@@ -25,10 +25,9 @@
 //!     }
 //! }
 //!
-//! let cores = corelane::available_cores();
 //! let pool = Pool::builder()
 //!     .workers(2)
-//!     .worker_config(move |i| WorkerConfig::new().with_cpu_affinity(cores[i % cores.len()]))
+//!     .worker_config(|i| WorkerConfig::new().with_nth_core(i)) // core i of this process, if any
 //!     .partitioner(HashPartitioner::new())
 //!     .spawn(|_index| Counter)?;
 //! for key in 0..100u64 {

@@ -1,5 +1,7 @@
-//! `kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]`: serves RESP2 until
-//! Ctrl-C or SIGTERM, then shuts down gracefully and prints the shard pool's report.
+//! `kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]
+//! [--metrics-addr HOST:PORT]`: serves RESP2 until Ctrl-C or SIGTERM, then shuts down gracefully
+//! and prints the shard pool's report. With `--metrics-addr`, `GET /metrics` there answers the
+//! shard pool's metrics in the Prometheus text format.
 
 #![forbid(unsafe_code)]
 
@@ -34,8 +36,12 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "--shards" => cfg.shards = value()?.parse().map_err(|e| bad(&e))?,
             "--max-bulk" => cfg.max_bulk = value()?.parse().map_err(|e| bad(&e))?,
             "--no-pin" => cfg.pin = false,
+            "--metrics-addr" => cfg.metrics_addr = Some(value()?.parse().map_err(|e| bad(&e))?),
             "-h" | "--help" => {
-                println!("kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin]");
+                println!(
+                    "kv-server [--addr HOST:PORT] [--shards N] [--max-bulk BYTES] [--no-pin] \
+                     [--metrics-addr HOST:PORT]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -51,6 +57,9 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     })?;
     let server = Server::start(cfg)?;
     println!("corelane-kv listening on {}", server.local_addr());
+    if let Some(metrics) = server.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     rt.block_on(async {
         tokio::select! {
             r = tokio::signal::ctrl_c() => r,

@@ -535,3 +535,43 @@ fn redis_cli_talks_to_it() {
     assert_eq!(cli(&["DBSIZE"]), "2");
     assert!(cli(&["INFO"]).contains("db0:keys=2"));
 }
+
+/// `GET` on the metrics address: the status line and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: kv\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_metrics_address_serves_the_shards_counters_to_prometheus() {
+    let server = Server::start(corelane_kv::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        pin: false,
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..corelane_kv::Config::default()
+    })
+    .unwrap();
+    let mut c = client(&server);
+    for i in 0..20 {
+        let _: () = c.set(format!("key-{i}"), i).unwrap();
+    }
+    let metrics = server.metrics_addr().unwrap();
+    let (status, body) = http_get(metrics, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        body.contains("# TYPE corelane_processed_total counter"),
+        "{body}"
+    );
+    assert_eq!(body.matches("corelane_queued{worker=").count(), 2, "{body}");
+    assert_eq!(http_get(metrics, "/other").0, "HTTP/1.1 404 Not Found");
+    drop(c);
+    server.shutdown().unwrap();
+}

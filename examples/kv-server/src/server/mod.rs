@@ -19,6 +19,7 @@ mod command;
 mod connection;
 mod front;
 mod group;
+mod metrics;
 
 use connection::connection;
 use front::Front;
@@ -37,6 +38,8 @@ pub struct Config {
     pub max_bulk: usize,
     /// Inbox capacity of each shard.
     pub queue: usize,
+    /// Where to serve the shard pool's metrics (`GET /metrics`, Prometheus text), if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             pin: true,
             max_bulk: 512 * 1024 * 1024,
             queue: 4096,
+            metrics_addr: None,
         }
     }
 }
@@ -149,6 +153,7 @@ impl Worker for Shard {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<Result<ShutdownReport<Req>, corelane::Error>>>,
 }
@@ -161,7 +166,8 @@ impl Server {
     pub fn start(cfg: Config) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let listener = listen(cfg.addr)?;
         let addr = listener.local_addr()?;
-        let cores = corelane::available_cores();
+        let metrics = cfg.metrics_addr.map(listen).transpose()?;
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
         let (pin, queue, max_bulk, started) = (cfg.pin, cfg.queue, cfg.max_bulk, Instant::now());
         let pool = Pool::builder()
             .workers(cfg.shards)
@@ -169,9 +175,10 @@ impl Server {
                 let c = WorkerConfig::new()
                     .with_name(format!("kv-shard-{i}"))
                     .with_queue_capacity(queue);
-                match cores.get(i) {
-                    Some(&core) if pin => c.with_cpu_affinity(core),
-                    _ => c,
+                if pin {
+                    c.with_nth_core(i)
+                } else {
+                    c
                 }
             })
             .spawn(|_| Shard { max_bulk, started })?;
@@ -183,12 +190,20 @@ impl Server {
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                rt.block_on(accept_loop(listener, &pool, stop_rx));
+                rt.block_on(async {
+                    let serving = async {
+                        if let Some(metrics) = metrics {
+                            metrics::serve(metrics, &pool, stop_rx.clone()).await;
+                        }
+                    };
+                    tokio::join!(accept_loop(listener, &pool, stop_rx.clone()), serving);
+                });
                 drain(&pool, Duration::from_secs(5));
                 pool.shutdown()
             })?;
         Ok(Self {
             addr,
+            metrics_addr,
             stop,
             thread: Some(thread),
         })
@@ -197,6 +212,11 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address it serves its metrics on, if [`Config::metrics_addr`] was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops accepting, lets open connections finish the requests they sent (up to 5 s), shuts
