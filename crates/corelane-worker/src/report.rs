@@ -49,14 +49,17 @@ impl std::iter::Sum for Counters {
 /// (bucket 0 also 0 ns), the last everything from about 2.1 s on.
 pub const LATENCY_BUCKETS: usize = 32;
 
-/// Handler latency of one worker, sampled (one handler call in [`LATENCY_SAMPLE`]) into
-/// power-of-two buckets. Filled only with the `latency` feature; empty otherwise.
+/// Handler latency of one worker, sampled into power-of-two buckets: one batch in
+/// [`LATENCY_SAMPLE`] is timed, and its handlers' mean time is one sample (for a worker taking
+/// one message at a time, exactly that call's time). Filled only with the `latency` feature;
+/// empty otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Latency {
     pub(crate) buckets: [u64; LATENCY_BUCKETS],
 }
 
-/// With the `latency` feature, one handler call in this many is timed (two clock reads).
+/// With the `latency` feature, one batch in this many is timed (two clock reads per timed
+/// batch, nothing in the handler loop).
 pub const LATENCY_SAMPLE: u32 = 64;
 
 impl Default for Latency {
@@ -219,7 +222,7 @@ impl PoolMetrics {
     fn latency_prometheus(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "# HELP corelane_handler_seconds Handler latency, one call in {LATENCY_SAMPLE} timed.\n\
+            "# HELP corelane_handler_seconds Handler latency, one batch in {LATENCY_SAMPLE} timed.\n\
              # TYPE corelane_handler_seconds histogram"
         );
         for w in &self.workers {

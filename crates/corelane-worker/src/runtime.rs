@@ -63,19 +63,30 @@ impl<M> WorkerReport<M> {
     }
 }
 
-/// The start of a handler call to time, one in [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE) with
-/// the `latency` feature; never without it.
+/// Whether to time this batch: one in [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE) with the
+/// `latency` feature, never without it (then the timed path is compiled out).
 #[inline(always)]
-fn sample_start(tick: &mut u32) -> Option<Instant> {
+fn sample_due(tick: &mut u32) -> bool {
     #[cfg(feature = "latency")]
     {
         *tick = tick.wrapping_add(1);
-        if *tick % crate::LATENCY_SAMPLE == 0 {
-            return Some(Instant::now());
-        }
+        *tick % crate::LATENCY_SAMPLE == 0
     }
-    let _ = tick;
-    None
+    #[cfg(not(feature = "latency"))]
+    {
+        let _ = tick;
+        false
+    }
+}
+
+/// The start of a timed batch and how many messages it holds (at least 1): the latency sample
+/// is the batch's mean handler time. Out of line: it runs for one batch in
+/// [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE).
+#[cold]
+#[inline(never)]
+fn start_timing<M>(buf: &[Envelope<M>]) -> (Instant, u32) {
+    let messages = buf.iter().filter(|e| e.is_message()).count().max(1);
+    (Instant::now(), u32::try_from(messages).unwrap_or(u32::MAX))
 }
 
 /// How long a timed stop waits past its deadline for a handler in progress to return before it
@@ -154,6 +165,7 @@ pub fn start<W: Worker>(
         peers,
         restarts: VecDeque::new(),
         tick: 0,
+        timing: None,
     };
     let handle = builder
         .spawn(move || runner.run_thread(pin, ready_tx, reports))
@@ -202,8 +214,10 @@ struct Runner<W: Worker> {
     slot: Arc<Slot<W::Message>>,
     peers: Arc<Peers<W::Message>>,
     restarts: VecDeque<Instant>,
-    /// Handler calls since the last timed one (the `latency` feature's sampling).
+    /// Batches since the last timed one (the `latency` feature's sampling).
     tick: u32,
+    /// The start of the batch being timed and its message count, if one is.
+    timing: Option<(Instant, u32)>,
 }
 
 /// Why a batch could not be finished.
@@ -385,6 +399,9 @@ impl<W: Worker> Runner<W> {
         mut deadline: Option<Instant>,
     ) -> Result<(), Halt<W::Message>> {
         let mut stopping = deadline.is_some();
+        if sample_due(&mut self.tick) {
+            self.timing = Some(start_timing(buf));
+        }
         let mut drain = buf.drain(..);
         while let Some(env) = drain.next() {
             // Acquire pairs with `request_stop`'s Release store (the deadline is written before).
@@ -402,11 +419,7 @@ impl<W: Worker> Runner<W> {
             let mut ctx = Context::new(self.slot.index, self.slot.core, &self.peers);
             let worker = &mut self.worker;
             let kept = worker.keep_for_dead_letter(&msg);
-            let timed = sample_start(&mut self.tick);
             let result = catch_unwind(AssertUnwindSafe(|| worker.handle(st, msg, &mut ctx)));
-            if let Some(started) = timed {
-                self.slot.stats.record_latency(started.elapsed());
-            }
             let stop = ctx.stop;
             Stats::bump(&self.slot.stats.processed);
             if stop {
@@ -418,7 +431,19 @@ impl<W: Worker> Runner<W> {
                 }
             }
         }
+        if self.timing.is_some() {
+            self.end_timing();
+        }
         Ok(())
+    }
+
+    /// Ends a timed batch: its mean handler time is one latency sample.
+    #[cold]
+    #[inline(never)]
+    fn end_timing(&mut self) {
+        if let Some((started, messages)) = self.timing.take() {
+            self.slot.stats.record_latency(started.elapsed() / messages);
+        }
     }
 
     /// Counts a panic, offers it (with the message `kept` for it, if any) to the dead-letter
