@@ -79,14 +79,16 @@ fn sample_due(tick: &mut u32) -> bool {
     }
 }
 
-/// The start of a timed batch and how many messages it holds (at least 1): the latency sample
-/// is the batch's mean handler time. Out of line: it runs for one batch in
-/// [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE).
+/// The start of a timed batch and how many messages it holds: the latency sample is the
+/// batch's mean handler time. `None` for a batch of flush markers only (no handler runs). Out of
+/// line: it runs for one batch in [`LATENCY_SAMPLE`](crate::LATENCY_SAMPLE).
 #[cold]
 #[inline(never)]
-fn start_timing<M>(buf: &[Envelope<M>]) -> (Instant, u32) {
-    let messages = buf.iter().filter(|e| e.is_message()).count().max(1);
-    (Instant::now(), u32::try_from(messages).unwrap_or(u32::MAX))
+fn start_timing<M>(buf: &[Envelope<M>]) -> Option<(Instant, u32)> {
+    match buf.iter().filter(|e| e.is_message()).count() {
+        0 => None,
+        n => Some((Instant::now(), u32::try_from(n).unwrap_or(u32::MAX))),
+    }
 }
 
 /// How long a timed stop waits past its deadline for a handler in progress to return before it
@@ -400,7 +402,7 @@ impl<W: Worker> Runner<W> {
     ) -> Result<(), Halt<W::Message>> {
         let mut stopping = deadline.is_some();
         if sample_due(&mut self.tick) {
-            self.timing = Some(start_timing(buf));
+            self.timing = start_timing(buf);
         }
         let mut drain = buf.drain(..);
         while let Some(env) = drain.next() {

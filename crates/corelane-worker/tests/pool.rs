@@ -859,21 +859,24 @@ fn metrics_are_exposed_in_the_prometheus_text_format() {
 #[test]
 fn handler_latency_is_sampled_into_the_histogram() {
     let (pool, _) = pool(1, |_| WorkerConfig::new());
-    let calls = 4 * corelane_worker::LATENCY_SAMPLE as usize;
-    for _ in 0..calls {
+    // One message per batch: each is handled before the next is sent.
+    let batches = 4 * u64::from(corelane_worker::LATENCY_SAMPLE);
+    for sent in 1..=batches {
         pool.send_to(0, M::Sleep(Duration::from_micros(200)))
             .unwrap();
+        while pool.metrics().workers[0].counters.processed < sent {
+            thread::yield_now();
+        }
     }
-    pool.flush().unwrap();
+    pool.flush().unwrap(); // the last timed batch has been recorded
     let metrics = pool.metrics();
     let latency = &metrics.workers[0].latency;
     assert_eq!(latency.samples(), 4);
     let median = latency.quantile(0.5).unwrap();
     assert!(median >= Duration::from_micros(200), "{median:?}");
     assert_eq!(metrics.latency().samples(), 4);
-    assert!(metrics
-        .to_prometheus()
-        .contains("corelane_handler_seconds_count{worker=\"0\"} 4"));
+    let count = "corelane_handler_seconds_count{worker=\"0\"} 4";
+    assert!(metrics.to_prometheus().contains(count));
     pool.shutdown().unwrap();
 }
 
