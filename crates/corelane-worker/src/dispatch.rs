@@ -32,6 +32,43 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
+/// One worker's queue as a handle reaches it: the shared inbox (the slot) or a lane.
+pub(crate) trait Queue<M> {
+    /// Sends `msg` by the worker's overflow policy, waiting as `wait` says.
+    fn send(&self, msg: M, wait: Wait) -> Result<(), SendError<M>>;
+    /// Sends the request `make(reply)` (waiting for room) and returns the answer to wait on.
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>>;
+}
+
+/// [`Dispatch::send_with`] for a handle whose queue to the worker is `queue` (`None`: no such
+/// worker).
+#[inline]
+pub(crate) fn send_via<M>(
+    queue: Option<&impl Queue<M>>,
+    msg: M,
+    wait: Wait,
+) -> Result<(), SendError<M>> {
+    match queue {
+        Some(queue) => queue.send(msg, wait),
+        None => Err(SendError::Unroutable(msg)),
+    }
+}
+
+/// [`Dispatch::ask_with`] for a handle whose queue to the worker is `queue`.
+pub(crate) fn ask_via<M, T: Send + 'static>(
+    queue: Option<&impl Queue<M>>,
+    make: impl FnOnce(Reply<T>) -> M,
+) -> Result<Answer<T>, SendError<M>> {
+    match queue {
+        Some(queue) => queue.ask(make, Reply::pair()),
+        None => Err(SendError::Unroutable(make(Reply::pair().0))),
+    }
+}
+
 /// The keyed and targeted sends and asks of a handle into a pool's workers: [`Pool`],
 /// [`Producer`] and [`BatchingProducer`] each provide [`send_with`](Dispatch::send_with) and
 /// [`ask_with`](Dispatch::ask_with) (where a message goes: the shared inbox, the handle's own

@@ -9,6 +9,7 @@ use corelane_partition::{AnyKey, HashPartitioner, Partitioner, Resize};
 
 use crate::context::{Peers, Routing};
 use crate::dispatch::sealed::Sealed;
+use crate::dispatch::{ask_via, send_via};
 use crate::runtime::{collect_reports, start};
 use crate::slot::Slot;
 use crate::{
@@ -491,10 +492,7 @@ impl<W: Worker, P: Send + Sync + 'static> Dispatch for Pool<W, P> {
         msg: W::Message,
         wait: Wait,
     ) -> Result<(), SendError<W::Message>> {
-        match self.inner.peers.slot(worker) {
-            Some(slot) => slot.send_msg(msg, wait),
-            None => Err(SendError::Unroutable(msg)),
-        }
+        send_via(self.inner.peers.slot(worker).map(|s| &**s), msg, wait)
     }
 
     fn ask_with<T: Send + 'static>(
@@ -502,9 +500,6 @@ impl<W: Worker, P: Send + Sync + 'static> Dispatch for Pool<W, P> {
         worker: usize,
         make: impl FnOnce(Reply<T>) -> W::Message,
     ) -> Result<Answer<T>, SendError<W::Message>> {
-        match self.inner.peers.slot(worker) {
-            Some(slot) => slot.ask(make, Reply::pair()),
-            None => Err(SendError::Unroutable(make(Reply::pair().0))),
-        }
+        ask_via(self.inner.peers.slot(worker).map(|s| &**s), make)
     }
 }

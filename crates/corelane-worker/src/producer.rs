@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::context::Peers;
 use crate::dispatch::sealed::Sealed;
+use crate::dispatch::{ask_via, send_via};
 use crate::slot::{Lane, LaneBatch};
 use crate::{Answer, Dispatch, Error, Reply, SendError, Wait, Worker};
 
@@ -198,10 +199,7 @@ impl<W: Worker, P: Send + Sync> Dispatch for Producer<W, P> {
         msg: W::Message,
         wait: Wait,
     ) -> Result<(), SendError<W::Message>> {
-        match self.lanes.get(worker) {
-            Some(lane) => lane.send(msg, wait),
-            None => Err(SendError::Unroutable(msg)),
-        }
+        send_via(self.lanes.get(worker), msg, wait)
     }
 
     fn ask_with<T: Send + 'static>(
@@ -209,10 +207,7 @@ impl<W: Worker, P: Send + Sync> Dispatch for Producer<W, P> {
         worker: usize,
         make: impl FnOnce(Reply<T>) -> W::Message,
     ) -> Result<Answer<T>, SendError<W::Message>> {
-        match self.lanes.get(worker) {
-            Some(lane) => lane.ask(make, Reply::pair()),
-            None => Err(SendError::Unroutable(make(Reply::pair().0))),
-        }
+        ask_via(self.lanes.get(worker), make)
     }
 }
 

@@ -16,6 +16,7 @@ use corelane_channel::{
 };
 use crossbeam_utils::CachePadded;
 
+use crate::dispatch::Queue;
 use crate::envelope::{Asked, Envelope, FlushMarker};
 use crate::events::Events;
 use crate::report::LATENCY_BUCKETS;
@@ -241,7 +242,7 @@ impl<M> std::fmt::Debug for Slot<M> {
 }
 
 /// Where a send that found its queue full goes next.
-enum Queue<'a, M> {
+enum FullAt<'a, M> {
     Inbox,
     Lane(&'a spsc::Sender<Envelope<M>>),
 }
@@ -364,7 +365,7 @@ impl<M> Slot<M> {
                 .send_async(env)
                 .await
                 .map_err(|e| SendError::Closed(e.0)),
-            Err(TrySendError::Full(env)) => self.on_full(env, Wait::Never, Queue::Inbox),
+            Err(TrySendError::Full(env)) => self.on_full(env, Wait::Never, FullAt::Inbox),
         }
     }
 
@@ -375,7 +376,7 @@ impl<M> Slot<M> {
         match self.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
-            Err(TrySendError::Full(env)) => self.on_full(env, wait, Queue::Inbox),
+            Err(TrySendError::Full(env)) => self.on_full(env, wait, FullAt::Inbox),
         }
     }
 
@@ -391,24 +392,24 @@ impl<M> Slot<M> {
         &self,
         env: Envelope<M>,
         wait: Wait,
-        queue: Queue<'_, M>,
+        queue: FullAt<'_, M>,
     ) -> Result<(), SendError<Envelope<M>>> {
         match (self.overflow, queue, wait) {
-            (Overflow::Block, Queue::Inbox, Wait::Forever) => {
+            (Overflow::Block, FullAt::Inbox, Wait::Forever) => {
                 self.tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block, Queue::Lane(tx), Wait::Forever) => {
+            (Overflow::Block, FullAt::Lane(tx), Wait::Forever) => {
                 tx.send(env).map_err(|e| SendError::Closed(e.0))
             }
-            (Overflow::Block, Queue::Inbox, Wait::Until(d)) => self
+            (Overflow::Block, FullAt::Inbox, Wait::Until(d)) => self
                 .tx
                 .send_timeout(env, d.saturating_duration_since(Instant::now()))
                 .map_err(from_timeout),
-            (Overflow::Block, Queue::Lane(tx), Wait::Until(d)) => tx
+            (Overflow::Block, FullAt::Lane(tx), Wait::Until(d)) => tx
                 .send_timeout(env, d.saturating_duration_since(Instant::now()))
                 .map_err(from_timeout),
             (Overflow::Block | Overflow::Reject, _, _) => Err(SendError::Full(env)),
-            (Overflow::DropOldest, Queue::Inbox, _) => self.send_evicting(env),
+            (Overflow::DropOldest, FullAt::Inbox, _) => self.send_evicting(env),
             // Only the worker pops a lane: `DropOldest` drops the newest there.
             (Overflow::DropNewest | Overflow::DropOldest, _, _) => self.drop_new(env),
         }
@@ -755,6 +756,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl<M> Queue<M> for Slot<M> {
+    #[inline]
+    fn send(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        self.send_msg(msg, wait)
+    }
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>> {
+        Slot::ask(self, make, reply)
+    }
+}
+
+impl<M> Queue<M> for Lane<M> {
+    #[inline]
+    fn send(&self, msg: M, wait: Wait) -> Result<(), SendError<M>> {
+        Lane::send(self, msg, wait)
+    }
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> M,
+        reply: (Reply<T>, Answer<T>),
+    ) -> Result<Answer<T>, SendError<M>> {
+        Lane::ask(self, make, reply)
+    }
+}
+
 /// Why a batch publish stopped before its end.
 enum Stopped {
     Closed,
@@ -806,7 +835,7 @@ impl<M> Lane<M> {
         let result = match self.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(env)) => Err(SendError::Closed(env)),
-            Err(TrySendError::Full(env)) => slot.on_full(env, wait, Queue::Lane(&self.tx)),
+            Err(TrySendError::Full(env)) => slot.on_full(env, wait, FullAt::Lane(&self.tx)),
         };
         if result.is_ok() {
             slot.doorbell().ring();
@@ -896,7 +925,7 @@ impl<M> Lane<M> {
         let mut refused = Vec::new();
         let mut full = false;
         for env in envs {
-            match self.slot.on_full(env, Wait::Never, Queue::Lane(&self.tx)) {
+            match self.slot.on_full(env, Wait::Never, FullAt::Lane(&self.tx)) {
                 Ok(()) => {}
                 Err(SendError::Full(env)) => {
                     full = true;
