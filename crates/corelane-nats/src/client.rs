@@ -1,0 +1,136 @@
+//! Publishing into the partitions, and asking their owners.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{nats, NatsError};
+use crate::wire::{AnswerFrame, AskFrame, Record};
+use crate::Topology;
+
+/// Where a published message landed: its partition and its sequence in that partition's stream.
+/// Pass it to [`Client::ask`] to read your own write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Published {
+    /// The partition (its stream).
+    pub partition: u32,
+    /// The message's sequence in the partition's stream.
+    pub sequence: u64,
+}
+
+/// Sends messages into a deployment's partitions and asks their owners. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    topology: Topology,
+}
+
+impl Client {
+    /// Connects to `servers` (comma-separated URLs) and sets the deployment up if needed.
+    ///
+    /// # Errors
+    /// [`NatsError::Invalid`] for a URL that does not parse; [`NatsError::Nats`] when no server
+    /// answers or JetStream refuses the setup.
+    pub async fn connect(servers: &str, topology: Topology) -> Result<Self, NatsError> {
+        let nats = crate::error::connect(servers).await?;
+        Self::with_connection(nats, topology).await
+    }
+
+    /// As [`Client::connect`], over a connection you made.
+    ///
+    /// # Errors
+    /// As [`Topology::setup`].
+    pub async fn with_connection(
+        nats: async_nats::Client,
+        topology: Topology,
+    ) -> Result<Self, NatsError> {
+        let js = jetstream::new(nats.clone());
+        topology.setup(&js).await?;
+        Ok(Self { nats, js, topology })
+    }
+
+    /// The deployment.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Publishes `msg` to the partition of `key`, with a fresh `Nats-Msg-Id`, and returns once
+    /// JetStream stored it.
+    ///
+    /// # Errors
+    /// [`NatsError::Codec`] if `msg` does not encode; [`NatsError::Nats`] if the publish fails.
+    pub async fn send<M: Serialize>(&self, key: &[u8], msg: &M) -> Result<Published, NatsError> {
+        // An inbox name is unique per connection and call: a fresh id.
+        self.send_with_id(key, msg, &self.nats.new_inbox()).await
+    }
+
+    /// As [`Client::send`] with your own message id: JetStream stores a message once per id
+    /// within its 2-minute duplicate window, so a retried send does not duplicate.
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub async fn send_with_id<M: Serialize>(
+        &self,
+        key: &[u8],
+        msg: &M,
+        id: &str,
+    ) -> Result<Published, NatsError> {
+        let partition = self.topology.partition_of(key);
+        let payload = postcard::to_stdvec(&Record {
+            key: key.to_vec(),
+            msg,
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let ack = self
+            .js
+            .publish_with_headers(self.topology.subject(partition), headers, payload.into())
+            .await
+            .map_err(nats)?
+            .await
+            .map_err(nats)?;
+        Ok(Published {
+            partition,
+            sequence: ack.sequence,
+        })
+    }
+
+    /// Asks the owner of `key`'s partition: `msg` goes to the worker owning `key` there, and its
+    /// answer comes back. With `after` (from [`Client::send`] of the same key), the owner
+    /// answers only once its workers applied that message: read-after-write across machines.
+    ///
+    /// # Errors
+    /// [`NatsError::NoOwner`] when no node owns the partition now, [`NatsError::Timeout`],
+    /// [`NatsError::Codec`], [`NatsError::Remote`] when the owner's worker failed the ask.
+    pub async fn ask<M: Serialize, A: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        msg: &M,
+        after: Option<Published>,
+        timeout: Duration,
+    ) -> Result<A, NatsError> {
+        let partition = self.topology.partition_of(key);
+        let frame = AskFrame {
+            after: after.map_or(0, |p| p.sequence),
+            key: key.to_vec(),
+            msg,
+        };
+        let payload = postcard::to_stdvec(&frame)?;
+        let request = self
+            .nats
+            .request(self.topology.ask_subject(partition), payload.into());
+        let reply = match tokio::time::timeout(timeout, request).await {
+            Err(_) => return Err(NatsError::Timeout(timeout)),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(NatsError::NoOwner { partition })
+            }
+            Ok(Err(e)) => return Err(nats(e)),
+            Ok(Ok(reply)) => reply,
+        };
+        postcard::from_bytes::<AnswerFrame<A>>(&reply.payload)?.map_err(NatsError::Remote)
+    }
+}

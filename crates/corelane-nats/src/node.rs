@@ -1,0 +1,315 @@
+//! A node: a local pool behind the partitions it owns. Ownership is a lease per partition in a
+//! key-value bucket, taken with `create`, renewed with a revision-checked `update`, expiring
+//! with the bucket's TTL; every node takes at most ceil(P / N) of them (N: live nodes, from a
+//! second bucket) and gives back what it holds above that, so a node that joins gets its share.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use corelane::{Pool, Reply, Worker};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{nats, NatsError};
+use crate::partition::{self, Owned};
+use crate::Topology;
+
+/// How a [`Worker`] is reached through NATS: what its messages are on the wire, and how a
+/// delivered message or an ask becomes one of its messages. The worker itself is unchanged.
+pub trait Remote: Worker {
+    /// A message as published by [`Client::send`](crate::Client::send).
+    type Wire: Serialize + DeserializeOwned + Send + 'static;
+    /// An ask's answer, as [`Client::ask`](crate::Client::ask) returns it.
+    type Answer: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The worker message for a delivered one. `delivery` says where it came from: a worker
+    /// that keeps the last applied sequence per partition can drop what a takeover redelivers.
+    fn delivered(msg: Self::Wire, delivery: Delivery) -> Self::Message;
+
+    /// The worker message for an ask, answered through `reply`.
+    fn asked(msg: Self::Wire, reply: Reply<Self::Answer>) -> Self::Message;
+
+    /// A message for every worker when this node takes `partition` under `epoch` (to rebuild
+    /// its state, for example). The default sends nothing.
+    fn assigned(partition: u32, epoch: u64) -> Option<Self::Message> {
+        let _ = (partition, epoch);
+        None
+    }
+
+    /// A message for every worker when this node gives `partition` up (to drop its state).
+    /// The default sends nothing.
+    fn revoked(partition: u32) -> Option<Self::Message> {
+        let _ = partition;
+        None
+    }
+}
+
+/// Where a delivered message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    /// Its partition.
+    pub partition: u32,
+    /// Its sequence in the partition's stream: increasing, without gaps; after a takeover the
+    /// new owner starts after the last committed one, so a few may come again.
+    pub sequence: u64,
+    /// The owner's epoch for the partition: bumped by every takeover. A side effect written
+    /// with a check of the epoch (a compare-and-set) is refused once a newer owner exists.
+    pub epoch: u64,
+}
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's name, unique in the deployment (letters, digits, `-`, `_`).
+    pub id: String,
+    /// The NATS servers, comma-separated URLs.
+    pub servers: String,
+    /// The deployment.
+    pub topology: Topology,
+}
+
+/// What the node's tasks share.
+pub(crate) struct Shared<W: Remote> {
+    pub(crate) id: String,
+    pub(crate) topology: Topology,
+    pub(crate) pool: Pool<W>,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) leases: kv::Store,
+    pub(crate) nodes: kv::Store,
+    pub(crate) offsets: kv::Store,
+    /// The partitions owned now, for [`Node::owned`].
+    pub(crate) owned: Mutex<BTreeSet<u32>>,
+}
+
+/// A running node: see the module docs. [`Node::stop`] hands its partitions over at once.
+pub struct Node<W: Remote> {
+    shared: Arc<Shared<W>>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<W: Remote> std::fmt::Debug for Node<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.shared.id)
+            .field("owned", &self.owned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Remote> Node<W> {
+    /// Connects, sets the deployment up if needed, and starts taking partitions for `pool` (on
+    /// a thread of its own with a small tokio runtime). Returns once connected.
+    ///
+    /// # Errors
+    /// [`NatsError::Invalid`] for an unusable id; [`NatsError::Nats`] when no server answers.
+    pub fn start(cfg: NodeConfig, pool: Pool<W>) -> Result<Self, NatsError> {
+        let usable = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if cfg.id.is_empty() || !cfg.id.chars().all(usable) {
+            return Err(NatsError::Invalid(format!("node id {:?}", cfg.id)));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("nats-{}", cfg.id))
+            .enable_all()
+            .build()
+            .map_err(|e| NatsError::Invalid(format!("runtime: {e}")))?;
+        let shared = Arc::new(rt.block_on(connect(cfg, pool))?);
+        let (stop, stopped) = watch::channel(false);
+        let run = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("nats-node".into())
+            .spawn(move || rt.block_on(run_node(run, stopped)))
+            .map_err(|e| NatsError::Invalid(format!("thread: {e}")))?;
+        Ok(Self {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The partitions this node owns now.
+    pub fn owned(&self) -> Vec<u32> {
+        lock(&self.shared.owned).iter().copied().collect()
+    }
+
+    /// The local pool.
+    pub fn pool(&self) -> &Pool<W> {
+        &self.shared.pool
+    }
+
+    /// Stops gracefully: every owned partition's applied messages are committed and its lease
+    /// released at once (other nodes take it without waiting for the TTL).
+    pub fn stop(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<W: Remote> Drop for Node<W> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>, NatsError> {
+    let client = crate::error::connect(&cfg.servers).await?;
+    let js = jetstream::new(client.clone());
+    cfg.topology.setup(&js).await?;
+    let store = |what: &str| js.get_key_value(cfg.topology.bucket(what));
+    let (leases, nodes, offsets) = (
+        store("leases").await.map_err(nats)?,
+        store("nodes").await.map_err(nats)?,
+        store("offsets").await.map_err(nats)?,
+    );
+    Ok(Shared {
+        id: cfg.id,
+        topology: cfg.topology,
+        pool,
+        nats: client,
+        js,
+        leases,
+        nodes,
+        offsets,
+        owned: Mutex::new(BTreeSet::new()),
+    })
+}
+
+/// How often a node looks for partitions to take or give back (a released lease is taken
+/// within about this), and at most how long between renewals.
+const LOOK: Duration = Duration::from_millis(200);
+
+/// The ownership loop: every third of the lease TTL, renew the leases and the membership;
+/// every [`LOOK`], give back and take; on stop, hand everything over.
+async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<bool>) {
+    let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
+    let renewal = shared.topology.lease_ttl() / 3;
+    let mut renewed: Option<Instant> = None;
+    while !*stop.borrow() {
+        if renewed.is_none_or(|at| at.elapsed() >= renewal) {
+            renewed = Some(Instant::now());
+            let _ = shared.nodes.put(&shared.id, shared.id.clone().into()).await;
+            renew(&shared, &mut owned).await;
+        }
+        drop_finished(&mut owned);
+        let fair = fair_share(&shared).await;
+        give_back(&shared, &mut owned, fair).await;
+        take(&shared, &mut owned, fair).await;
+        *lock(&shared.owned) = owned.keys().copied().collect();
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK.min(renewal)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    for (p, lease) in std::mem::take(&mut owned) {
+        release(&shared, p, lease).await;
+    }
+    lock(&shared.owned).clear();
+    let _ = shared.nodes.delete(&shared.id).await;
+}
+
+/// The most partitions this node may own: ceil(P / live nodes).
+async fn fair_share<W: Remote>(shared: &Shared<W>) -> usize {
+    let live = match shared.nodes.keys().await {
+        Ok(keys) => keys.filter(|k| std::future::ready(k.is_ok())).count().await,
+        Err(_) => 1,
+    };
+    let p = shared.topology.partitions() as usize;
+    p.div_ceil(live.max(1))
+}
+
+/// Drops the partitions whose runner ended on its own (fenced, or its consumer failed): their
+/// leases are left to expire, so that no node takes them again at once on stale offsets.
+fn drop_finished(owned: &mut BTreeMap<u32, Owned>) {
+    owned.retain(|_, lease| !lease.task.is_finished());
+}
+
+/// Renews every lease; a partition whose lease is lost is dropped at once.
+async fn renew<W: Remote>(shared: &Arc<Shared<W>>, owned: &mut BTreeMap<u32, Owned>) {
+    let mut lost = Vec::new();
+    for (&p, lease) in owned.iter_mut() {
+        let renewed = shared
+            .leases
+            .update(lease_key(p), shared.id.clone().into(), lease.revision)
+            .await;
+        match renewed {
+            Ok(revision) => lease.revision = revision,
+            Err(_) => lost.push(p),
+        }
+    }
+    for p in lost {
+        if let Some(lease) = owned.remove(&p) {
+            lease.abort();
+        }
+    }
+}
+
+/// Hands back the partitions above the fair share (the highest first).
+async fn give_back<W: Remote>(
+    shared: &Arc<Shared<W>>,
+    owned: &mut BTreeMap<u32, Owned>,
+    fair: usize,
+) {
+    while owned.len() > fair {
+        let Some((p, lease)) = owned.pop_last() else {
+            break;
+        };
+        release(shared, p, lease).await;
+    }
+}
+
+/// Takes free partitions up to the fair share, starting at a place that depends on this node's
+/// id, so that nodes starting together do not all race for the same partitions.
+async fn take<W: Remote>(shared: &Arc<Shared<W>>, owned: &mut BTreeMap<u32, Owned>, fair: usize) {
+    let partitions = shared.topology.partitions();
+    let start = shared.topology.partition_of(shared.id.as_bytes());
+    for i in 0..partitions {
+        if owned.len() >= fair {
+            return;
+        }
+        let p = (start + i) % partitions;
+        if owned.contains_key(&p) {
+            continue;
+        }
+        if let Ok(revision) = shared
+            .leases
+            .create(lease_key(p), shared.id.clone().into())
+            .await
+        {
+            owned.insert(p, partition::start(shared.clone(), p, revision));
+        }
+    }
+}
+
+/// Stops a partition gracefully (what its workers applied is committed) and deletes its lease.
+async fn release<W: Remote>(shared: &Arc<Shared<W>>, p: u32, lease: Owned) {
+    let revision = lease.revision;
+    lease.stop().await;
+    let _ = shared
+        .leases
+        .delete_expect_revision(lease_key(p), Some(revision))
+        .await;
+}
+
+pub(crate) fn lease_key(p: u32) -> String {
+    format!("p{p}")
+}
+
+/// A spawned task's handle, aborted when dropped unless finished.
+pub(crate) type Task = JoinHandle<()>;

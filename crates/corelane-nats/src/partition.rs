@@ -1,0 +1,284 @@
+//! One owned partition: take it over (bump its epoch), deliver its stream in order from the
+//! last committed sequence into the local pool, answer its asks, and commit what the workers
+//! applied.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::consumer::{push, DeliverPolicy};
+use async_nats::jetstream::kv;
+use async_nats::HeaderMap;
+use corelane::Dispatch;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::error::{nats, NatsError};
+use crate::node::{lease_key, Remote, Shared, Task};
+use crate::wire::{AnswerFrame, AskFrame, Offset, Record};
+use crate::Delivery;
+
+/// A partition this node owns: its lease revision and its runner.
+pub(crate) struct Owned {
+    pub(crate) revision: u64,
+    pub(crate) task: Task,
+    stop: watch::Sender<bool>,
+}
+
+impl Owned {
+    /// Stops the runner gracefully (it commits what was applied) and waits for it.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Stops the runner at once, committing nothing: the lease is lost, another node may own
+    /// the partition already.
+    pub(crate) fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the runner of partition `p`, whose lease has `revision`.
+pub(crate) fn start<W: Remote>(shared: Arc<Shared<W>>, p: u32, revision: u64) -> Owned {
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        // An error ends the runner; the ownership loop sees it finished and drops the lease.
+        let _ = run(shared, p, stopped).await;
+    });
+    Owned {
+        revision,
+        task,
+        stop,
+    }
+}
+
+/// What the runner keeps between events.
+struct Progress {
+    /// The last committed offset and its revision in the offsets bucket.
+    committed: Offset,
+    revision: u64,
+    /// The last sequence sent into the pool.
+    sent: u64,
+    /// Asks waiting for a sequence to be applied: (that sequence, the request).
+    waiting: Vec<(u64, async_nats::Message)>,
+}
+
+async fn run<W: Remote>(
+    shared: Arc<Shared<W>>,
+    p: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), NatsError> {
+    let (committed, revision) = take_over(&shared, p).await?;
+    let epoch = committed.epoch;
+    notify(&shared, || W::assigned(p, epoch)).await;
+    let stream = shared
+        .js
+        .get_stream(shared.topology.stream(p))
+        .await
+        .map_err(nats)?;
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: shared.nats.new_inbox(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: committed.applied + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut asks = shared
+        .nats
+        .subscribe(shared.topology.ask_subject(p))
+        .await
+        .map_err(nats)?;
+    let mut progress = Progress {
+        committed,
+        revision,
+        sent: committed.applied,
+        waiting: Vec::new(),
+    };
+    let mut commits = tokio::time::interval(shared.topology.commit_interval());
+    let ended = loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(Ok(msg)) => deliver(&shared, p, epoch, msg, &mut progress).await?,
+                Some(Err(e)) => break Err(nats(e)),
+                None => break Ok(()),
+            },
+            Some(request) = asks.next() => {
+                progress.waiting.push((ask_after(&request), request));
+                answer_ready(&shared, &mut progress);
+            }
+            _ = commits.tick() => commit(&shared, p, &mut progress).await?,
+            _ = stop.changed() => break Ok(()),
+        }
+    };
+    if ended.is_ok() {
+        commit(&shared, p, &mut progress).await?;
+    }
+    notify(&shared, || W::revoked(p)).await;
+    ended
+}
+
+/// Bumps the partition's epoch with a compare-and-set: from now on the previous owner's
+/// commits are refused. Returns the offset to resume after, and its revision.
+async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64), NatsError> {
+    let key = lease_key(p);
+    let fenced = NatsError::Fenced {
+        partition: p,
+        epoch: 0,
+    };
+    match shared.offsets.entry(key.as_str()).await.map_err(nats)? {
+        Some(entry) if entry.operation == kv::Operation::Put => {
+            let old: Offset = postcard::from_bytes(&entry.value)?;
+            let next = Offset {
+                epoch: old.epoch + 1,
+                applied: old.applied,
+            };
+            let bytes = postcard::to_stdvec(&next)?;
+            let revision = shared
+                .offsets
+                .update(&key, bytes.into(), entry.revision)
+                .await
+                .map_err(|_| fenced)?;
+            Ok((next, revision))
+        }
+        _ => {
+            let next = Offset {
+                epoch: 1,
+                applied: 0,
+            };
+            let bytes = postcard::to_stdvec(&next)?;
+            let revision = shared
+                .offsets
+                .create(&key, bytes.into())
+                .await
+                .map_err(|_| fenced)?;
+            Ok((next, revision))
+        }
+    }
+}
+
+/// Sends one delivered message into the pool (to the worker owning its key), or an
+/// undecodable one to the dead-letter subject; then answers the asks it unblocked.
+async fn deliver<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    epoch: u64,
+    msg: async_nats::jetstream::Message,
+    progress: &mut Progress,
+) -> Result<(), NatsError> {
+    let sequence = msg.info().map_err(nats)?.stream_sequence;
+    match postcard::from_bytes::<Record<W::Wire>>(&msg.payload) {
+        Ok(record) => {
+            let delivery = Delivery {
+                partition: p,
+                sequence,
+                epoch,
+            };
+            shared
+                .pool
+                .send_async(&record.key[..], W::delivered(record.msg, delivery))
+                .await
+                .map_err(|e| NatsError::Remote(e.to_string()))?;
+        }
+        Err(_) => dead_letter(shared, p, sequence, msg.payload.clone()).await?,
+    }
+    progress.sent = sequence;
+    answer_ready(shared, progress);
+    Ok(())
+}
+
+/// Publishes an undecodable message to the dead-letter subject, with where it came from.
+async fn dead_letter<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    sequence: u64,
+    payload: bytes::Bytes,
+) -> Result<(), NatsError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Corelane-Partition", p.to_string().as_str());
+    headers.insert("Corelane-Sequence", sequence.to_string().as_str());
+    shared
+        .nats
+        .publish_with_headers(shared.topology.dead_letter_subject(), headers, payload)
+        .await
+        .map_err(nats)
+}
+
+/// The sequence an ask waits for (0 if its frame does not say).
+fn ask_after(request: &async_nats::Message) -> u64 {
+    postcard::from_bytes::<AskFrame<serde::de::IgnoredAny>>(&request.payload).map_or(0, |f| f.after)
+}
+
+/// Sends every waiting ask whose sequence was sent into the pool; each is answered by a task
+/// of its own, so the runner does not wait for handlers.
+fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress) {
+    let sent = progress.sent;
+    let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut progress.waiting)
+        .into_iter()
+        .partition(|(after, _)| *after <= sent);
+    progress.waiting = waiting;
+    for (_, request) in ready {
+        let (pool, nats) = (shared.pool.clone(), shared.nats.clone());
+        tokio::spawn(async move {
+            let Some(reply_to) = request.reply.clone() else {
+                return;
+            };
+            let answer: AnswerFrame<W::Answer> =
+                match postcard::from_bytes::<AskFrame<W::Wire>>(&request.payload) {
+                    Ok(frame) => pool
+                        .ask_async(&frame.key[..], |reply| W::asked(frame.msg, reply))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("undecodable ask: {e}")),
+                };
+            if let Ok(bytes) = postcard::to_stdvec(&answer) {
+                let _ = nats.publish(reply_to, bytes.into()).await;
+            }
+        });
+    }
+}
+
+/// Commits what the workers applied: waits until every message sent into the pool is handled
+/// (a flush), then writes the offset with a compare-and-set on its revision. A refused write
+/// means another node took the partition over: the runner stops.
+async fn commit<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    progress: &mut Progress,
+) -> Result<(), NatsError> {
+    if progress.sent <= progress.committed.applied {
+        return Ok(());
+    }
+    let applied = progress.sent;
+    let pool = shared.pool.clone();
+    tokio::task::spawn_blocking(move || pool.flush())
+        .await
+        .map_err(|e| NatsError::Remote(e.to_string()))?
+        .map_err(NatsError::Stopped)?;
+    let next = Offset {
+        epoch: progress.committed.epoch,
+        applied,
+    };
+    let bytes = postcard::to_stdvec(&next)?;
+    progress.revision = shared
+        .offsets
+        .update(lease_key(p), bytes.into(), progress.revision)
+        .await
+        .map_err(|_| NatsError::Fenced {
+            partition: p,
+            epoch: next.epoch,
+        })?;
+    progress.committed = next;
+    Ok(())
+}
+
+/// Sends `make()`'s message, if any, to every worker.
+async fn notify<W: Remote>(shared: &Shared<W>, make: impl Fn() -> Option<W::Message>) {
+    for worker in 0..shared.pool.workers() {
+        if let Some(msg) = make() {
+            let _ = shared.pool.send_to_async(worker, msg).await;
+        }
+    }
+}

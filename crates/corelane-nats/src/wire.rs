@@ -1,0 +1,29 @@
+//! What travels: frames encoded with `postcard`.
+
+use serde::{Deserialize, Serialize};
+
+/// A stream message: the key it was routed by and the user's message.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Record<W> {
+    pub(crate) key: Vec<u8>,
+    pub(crate) msg: W,
+}
+
+/// An ask: answer once the owner applied stream sequence `after` (0: at once).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AskFrame<W> {
+    pub(crate) after: u64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) msg: W,
+}
+
+/// The owner's answer to an ask.
+pub(crate) type AnswerFrame<A> = Result<A, String>;
+
+/// What the offsets bucket holds per partition: the owner's epoch and the last stream sequence
+/// its workers applied.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Offset {
+    pub(crate) epoch: u64,
+    pub(crate) applied: u64,
+}

@@ -1,0 +1,123 @@
+//! `cluster-node --id NAME [--servers URLS] [--prefix NAME] [--partitions P] [--replicas R]
+//! [--lease-ttl-ms MS] [--workers N] [--log PATH]`: runs one node of the keyed counter until
+//! Ctrl-C or SIGTERM (then hands its partitions over at once), printing the partitions it owns
+//! whenever they change.
+
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use corelane::prelude::*;
+use corelane::ShutdownSignals;
+use corelane_cluster::Counter;
+use corelane_nats::{Node, NodeConfig, Topology};
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cluster-node: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// The command line.
+struct Args {
+    id: String,
+    servers: String,
+    prefix: String,
+    partitions: u32,
+    replicas: usize,
+    lease_ttl: Duration,
+    workers: usize,
+    log: Option<String>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut out = Args {
+        id: String::new(),
+        servers: "nats://127.0.0.1:4222".into(),
+        prefix: "counts".into(),
+        partitions: 8,
+        replicas: 1,
+        lease_ttl: Duration::from_secs(3),
+        workers: 2,
+        log: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
+        match flag.as_str() {
+            "--id" => out.id = value()?,
+            "--servers" => out.servers = value()?,
+            "--prefix" => out.prefix = value()?,
+            "--partitions" => out.partitions = value()?.parse().map_err(|e| bad(&e))?,
+            "--replicas" => out.replicas = value()?.parse().map_err(|e| bad(&e))?,
+            "--lease-ttl-ms" => {
+                out.lease_ttl = Duration::from_millis(value()?.parse().map_err(|e| bad(&e))?)
+            }
+            "--workers" => out.workers = value()?.parse().map_err(|e| bad(&e))?,
+            "--log" => out.log = Some(value()?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if out.id.is_empty() {
+        return Err("--id is required".into());
+    }
+    Ok(out)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args = args()?;
+    let mut signals = ShutdownSignals::register()?;
+    let log = match &args.log {
+        Some(path) => Some(std::sync::Arc::new(std::sync::Mutex::new(
+            std::io::LineWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        ))),
+        None => None,
+    };
+    let topology = Topology::new(&args.prefix, args.partitions)?
+        .with_replicas(args.replicas)
+        .with_lease_ttl(args.lease_ttl);
+    let pool = Pool::builder()
+        .workers(args.workers)
+        .worker_config(|i| WorkerConfig::new().with_nth_core(i))
+        .spawn(|_| Counter { log: log.clone() })?;
+    let node = Node::start(
+        NodeConfig {
+            id: args.id.clone(),
+            servers: args.servers,
+            topology,
+        },
+        pool,
+    )?;
+    println!("{} started", args.id);
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        signals.wait();
+        let _ = done_tx.send(());
+    });
+    let mut shown = None;
+    loop {
+        let owned = node.owned();
+        if shown.as_ref() != Some(&owned) {
+            println!("{} owns {:?}", args.id, owned);
+            shown = Some(owned);
+        }
+        if done.recv_timeout(Duration::from_millis(100)).is_ok() {
+            break;
+        }
+    }
+    let pool = node.pool().clone();
+    node.stop();
+    println!("{} stopped: its partitions are released", args.id);
+    pool.shutdown()?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! A keyed counter spread over machines: every node runs a corelane pool of [`Counter`]
+//! workers behind the deployment's NATS JetStream partitions (see `corelane_nats`).
+//!
+//! Each published [`Event`] carries its key's own sequence number `n` (0, 1, 2, ...). A worker
+//! counts the events of each key and, when given a log, writes one line per applied event:
+//! `key n partition stream-sequence epoch`. The cluster tests read those lines to check that
+//! every event was applied, in order per key, and to count what a takeover applied twice.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{LineWriter, Write};
+use std::sync::{Arc, Mutex};
+
+use corelane::prelude::*;
+use corelane_nats::{Delivery, Remote};
+use serde::{Deserialize, Serialize};
+
+/// One event of a key: the key's `n`-th.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The key.
+    pub key: String,
+    /// Its sequence number among the key's events.
+    pub n: u64,
+}
+
+/// What a worker receives.
+#[derive(Debug)]
+pub enum Msg {
+    /// An event delivered from a partition.
+    Apply(Event, Delivery),
+    /// How many events of the key this node applied (answered through NATS).
+    Count(String, Reply<u64>),
+}
+
+/// Where applied events are logged, shared by a node's workers.
+pub type Log = Arc<Mutex<LineWriter<File>>>;
+
+/// The counter worker.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    /// The log of applied events, if any.
+    pub log: Option<Log>,
+}
+
+/// A worker's counts and the last stream sequence it applied per partition.
+#[derive(Debug, Default)]
+pub struct Counts {
+    per_key: HashMap<String, u64>,
+}
+
+impl Worker for Counter {
+    type Message = Msg;
+    type State = Counts;
+
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Counts, BoxError> {
+        Ok(Counts::default())
+    }
+
+    fn handle(&mut self, counts: &mut Counts, msg: Msg, _: &mut Context<'_, Self>) {
+        match msg {
+            Msg::Apply(event, at) => {
+                *counts.per_key.entry(event.key.clone()).or_default() += 1;
+                if let Some(log) = &self.log {
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = writeln!(
+                        log,
+                        "{} {} {} {} {}",
+                        event.key, event.n, at.partition, at.sequence, at.epoch
+                    );
+                }
+            }
+            Msg::Count(key, reply) => reply.send(counts.per_key.get(&key).copied().unwrap_or(0)),
+        }
+    }
+}
+
+impl Remote for Counter {
+    type Wire = Event;
+    type Answer = u64;
+
+    fn delivered(event: Event, delivery: Delivery) -> Msg {
+        Msg::Apply(event, delivery)
+    }
+
+    fn asked(event: Event, reply: Reply<u64>) -> Msg {
+        Msg::Count(event.key, reply)
+    }
+}

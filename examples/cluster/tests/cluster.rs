@@ -1,0 +1,276 @@
+//! The keyed counter on a real 3-server NATS JetStream cluster: nodes killed, stopped, paused
+//! and joining mid-stream, checked by per-key sequence numbers (every event applied at least
+//! once, in order per key, duplicates counted).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{nats_server_available, Applied, Cluster, Deployment, NodeProc, Scratch};
+use corelane_cluster::Event;
+use corelane_nats::{Client, Published};
+
+const PARTITIONS: u32 = 8;
+const KEYS: usize = 24;
+
+/// A deployment on `cluster` with R3 streams and a 2 s lease.
+fn deployment(cluster: &Cluster, logs: &Scratch, prefix: &str) -> Deployment {
+    Deployment {
+        servers: cluster.urls(),
+        prefix: prefix.into(),
+        partitions: PARTITIONS,
+        replicas: 3,
+        lease_ttl: Duration::from_secs(2),
+        logs: logs.0.clone(),
+    }
+}
+
+/// A tokio runtime and a client, once the cluster accepts the deployment (its JetStream
+/// needs a few seconds to elect a leader after start).
+fn client(d: &Deployment) -> (tokio::runtime::Runtime, Client) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let client = loop {
+        match rt.block_on(Client::connect(&d.servers, d.topology())) {
+            Ok(client) => break client,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("waiting for JetStream: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("the cluster never accepted the deployment: {e}"),
+        }
+    };
+    (rt, client)
+}
+
+/// Publishes `rounds` events of each key (key by key within a round), pausing `pause` after
+/// each round and running `during(round)` before it; returns how many events each key had.
+fn publish(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    rounds: u64,
+    pause: Duration,
+    mut during: impl FnMut(u64),
+) -> BTreeMap<String, u64> {
+    for n in 0..rounds {
+        during(n);
+        rt.block_on(async {
+            for k in 0..KEYS {
+                let event = Event {
+                    key: format!("key-{k}"),
+                    n,
+                };
+                send_retrying(client, &event).await;
+            }
+        });
+        std::thread::sleep(pause);
+    }
+    (0..KEYS).map(|k| (format!("key-{k}"), rounds)).collect()
+}
+
+/// Sends `event`, retrying through a server restart (the same message id: no duplicate).
+async fn send_retrying(client: &Client, event: &Event) -> Published {
+    let id = format!("{}-{}", event.key, event.n);
+    let started = Instant::now();
+    loop {
+        match client.send_with_id(event.key.as_bytes(), event, &id).await {
+            Ok(published) => return published,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("retrying a publish: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("publishing failed for a minute: {e}"),
+        }
+    }
+}
+
+/// Waits until every sent event is applied somewhere; then checks order and reports.
+fn check(nodes: &[&NodeProc], sent: &BTreeMap<String, u64>, limit: Duration) -> Applied {
+    let logs: Vec<_> = nodes.iter().map(|n| n.log.as_path()).collect();
+    let started = Instant::now();
+    loop {
+        let applied = Applied::read(&logs);
+        let missing = applied.missing(sent);
+        if missing.is_empty() {
+            assert!(
+                applied.order_violations.is_empty(),
+                "per-key order broken: {:?}",
+                &applied.order_violations[..applied.order_violations.len().min(10)]
+            );
+            return applied;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} events never applied, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_node_s_partitions_move_without_loss_or_reordering() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = deployment(&cluster, &logs, "kill");
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    let mut b = d.node("b");
+    common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
+    let mut killed_at = None;
+    let sent = publish(&rt, &client, 60, Duration::from_millis(20), |n| {
+        if n == 20 {
+            b.kill();
+            killed_at = Some(Instant::now());
+        }
+    });
+    let killed_at = killed_at.unwrap();
+    let moved = common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(60));
+    eprintln!(
+        "kill: {} events, {} applied, {} applied twice, partitions moved {:?} after the kill",
+        KEYS as u64 * 60,
+        applied.lines,
+        applied.duplicates(),
+        moved - killed_at
+    );
+    // Lease TTL 2 s plus a renewal tick: the move is bounded by the lease, not by ack_wait.
+    assert!(
+        moved - killed_at < Duration::from_secs(5),
+        "{:?}",
+        moved - killed_at
+    );
+}
+
+#[test]
+fn a_graceful_stop_hands_over_at_once_and_a_joining_node_takes_its_share() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let mut d = deployment(&cluster, &logs, "handover");
+    // A long lease: a handover that waited for it would fail the timing below.
+    d.lease_ttl = Duration::from_secs(6);
+    let (rt, client) = client(&d);
+    let mut a = d.node("a");
+    common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    let mut sent = publish(&rt, &client, 20, Duration::from_millis(10), |_| {});
+    // A node joins mid-stream: it gets its share (ceil(8 / 2) at most each) from `a`.
+    let b = d.node("b");
+    let mut round = 20;
+    common::wait_for("b to take its share", Duration::from_secs(20), || {
+        publish_round(&rt, &client, round);
+        round += 1;
+        let share = |n: &NodeProc| n.owned().map_or(0, |(_, owned)| owned.len());
+        (1..=4).contains(&share(&b)) && share(&a) + share(&b) == PARTITIONS as usize
+    });
+    // `a` stops gracefully mid-stream: `b` owns everything well within the 6 s lease.
+    let stopped = Instant::now();
+    a.stop();
+    let took_all = common::wait_for_full_ownership(&[&b], PARTITIONS, Duration::from_secs(30));
+    let handover = took_all - stopped;
+    for _ in 0..10 {
+        publish_round(&rt, &client, round);
+        round += 1;
+    }
+    sent.values_mut().for_each(|n| *n = round);
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(60));
+    eprintln!(
+        "handover: {} events, {} applied twice; all partitions on b {handover:?} after a's stop",
+        KEYS as u64 * round,
+        applied.duplicates()
+    );
+    assert!(handover < Duration::from_secs(3), "{handover:?}");
+}
+
+/// Publishes event `n` of every key.
+fn publish_round(rt: &tokio::runtime::Runtime, client: &Client, n: u64) {
+    rt.block_on(async {
+        for k in 0..KEYS {
+            let event = Event {
+                key: format!("key-{k}"),
+                n,
+            };
+            send_retrying(client, &event).await;
+        }
+    });
+}
+
+#[test]
+fn an_ask_reads_its_own_write_and_an_undecodable_message_goes_to_the_dead_letters() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = deployment(&cluster, &logs, "ask");
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    rt.block_on(async {
+        let first = d.servers.split(',').next().unwrap();
+        let nats = async_nats::connect(first).await.unwrap();
+        let mut dead = nats.subscribe("ask.dead").await.unwrap();
+        let key = "key-1";
+        let partition = client.topology().partition_of(key.as_bytes());
+        // Garbage in the key's partition: it must not block the events behind it.
+        let js = async_nats::jetstream::new(nats.clone());
+        js.publish(format!("ask.p.{partition}"), "not postcard".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let mut last = None;
+        for n in 0..5 {
+            let event = Event { key: key.into(), n };
+            last = Some(send_retrying(&client, &event).await);
+        }
+        let probe = Event {
+            key: key.into(),
+            n: 0,
+        };
+        let count: u64 = client
+            .ask(key.as_bytes(), &probe, last, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(count, 5, "the ask saw every event sent before it");
+        let letter = tokio::time::timeout(Duration::from_secs(10), futures_next(&mut dead))
+            .await
+            .expect("a dead letter");
+        assert_eq!(&letter.payload[..], b"not postcard");
+        let headers = letter.headers.expect("dead-letter headers");
+        assert_eq!(
+            headers.get("Corelane-Partition").map(|v| v.as_str()),
+            Some(partition.to_string().as_str())
+        );
+    });
+    drop(a);
+    // No owner: the ask fails fast and says so.
+    let rt2 = tokio::runtime::Runtime::new().unwrap();
+    let err = rt2
+        .block_on(client.ask::<Event, u64>(
+            b"key-1",
+            &Event {
+                key: "key-1".into(),
+                n: 0,
+            },
+            None,
+            Duration::from_secs(5),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, corelane_nats::NatsError::NoOwner { .. }),
+        "{err}"
+    );
+}
+
+async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures_util::StreamExt;
+    sub.next().await.expect("the subscription is open")
+}
