@@ -4,6 +4,7 @@
 //! second bucket) and gives back what it holds above that, so a node that joins gets its share.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,8 @@ pub(crate) struct Shared<W: Remote> {
     pub(crate) offsets: kv::Store,
     /// The partitions owned now, for [`Node::owned`].
     pub(crate) owned: Mutex<BTreeSet<u32>>,
+    /// Commits refused because another node took the partition over ([`Node::fenced`]).
+    pub(crate) fenced: AtomicU64,
 }
 
 /// A running node: see the module docs. [`Node::stop`] hands its partitions over at once.
@@ -139,6 +142,12 @@ impl<W: Remote> Node<W> {
         lock(&self.shared.owned).iter().copied().collect()
     }
 
+    /// How many of this node's commits were refused because another node had taken the
+    /// partition over (after a pause past the lease, say): each stopped that partition here.
+    pub fn fenced(&self) -> u64 {
+        self.shared.fenced.load(Ordering::Relaxed)
+    }
+
     /// The local pool.
     pub fn pool(&self) -> &Pool<W> {
         &self.shared.pool
@@ -188,6 +197,7 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
         nodes,
         offsets,
         owned: Mutex::new(BTreeSet::new()),
+        fenced: AtomicU64::new(0),
     })
 }
 

@@ -266,9 +266,14 @@ async fn commit<W: Remote>(
         .offsets
         .update(lease_key(p), bytes.into(), progress.revision)
         .await
-        .map_err(|_| NatsError::Fenced {
-            partition: p,
-            epoch: next.epoch,
+        .map_err(|_| {
+            shared
+                .fenced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            NatsError::Fenced {
+                partition: p,
+                epoch: next.epoch,
+            }
         })?;
     progress.committed = next;
     Ok(())

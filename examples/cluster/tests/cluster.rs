@@ -203,6 +203,92 @@ fn publish_round(rt: &tokio::runtime::Runtime, client: &Client, n: u64) {
 }
 
 #[test]
+fn a_node_paused_past_its_lease_is_fenced_when_it_resumes() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = deployment(&cluster, &logs, "zombie");
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    let b = d.node("b");
+    common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
+    let mut sent = publish(&rt, &client, 10, Duration::from_millis(10), |_| {});
+    // `b` stops (SIGSTOP) with its partitions in hand; `a` takes them once the lease expires.
+    common::signal(b.pid(), "STOP");
+    let paused = Instant::now();
+    let mut round = 10;
+    common::wait_for("a to take b's partitions", Duration::from_secs(20), || {
+        publish_round(&rt, &client, round);
+        round += 1;
+        a.owned()
+            .is_some_and(|(at, owned)| at > paused && owned.len() == PARTITIONS as usize)
+    });
+    // `b` comes back believing it still owns them: whatever it commits now is refused.
+    common::signal(b.pid(), "CONT");
+    for _ in 0..20 {
+        publish_round(&rt, &client, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::wait_for(
+        "b to stop its stale partitions",
+        Duration::from_secs(20),
+        || {
+            let lines = b.lines.lock().unwrap();
+            lines
+                .iter()
+                .any(|(at, l)| *at > paused && (l.starts_with("b fenced") || l == "b owns []"))
+        },
+    );
+    sent.values_mut().for_each(|n| *n = round);
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(60));
+    eprintln!(
+        "zombie: {} events, {} applied twice, b fenced: {}",
+        KEYS as u64 * round,
+        applied.duplicates(),
+        b.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, l)| l.starts_with("b fenced"))
+    );
+}
+
+#[test]
+fn a_killed_and_restarted_nats_server_loses_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = deployment(&cluster, &logs, "servers");
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    let b = d.node("b");
+    common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
+    // Clients and nodes connect to the first URL: kill that server mid-stream, restart it later.
+    let mut down = None;
+    let sent = publish(&rt, &client, 50, Duration::from_millis(20), |n| {
+        if n == 10 {
+            cluster.servers[0].kill();
+            down = Some(Instant::now());
+        }
+        if n == 30 {
+            cluster.servers[0].start();
+        }
+    });
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(90));
+    eprintln!(
+        "server kill: {} events, {} applied twice, all applied {:?} after the kill",
+        KEYS as u64 * 50,
+        applied.duplicates(),
+        down.unwrap().elapsed()
+    );
+}
+
+#[test]
 fn an_ask_reads_its_own_write_and_an_undecodable_message_goes_to_the_dead_letters() {
     if !nats_server_available() {
         return;

@@ -104,12 +104,16 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         signals.wait();
         let _ = done_tx.send(());
     });
-    let mut shown = None;
+    let (mut shown, mut fenced) = (None, 0);
     loop {
         let owned = node.owned();
         if shown.as_ref() != Some(&owned) {
             println!("{} owns {:?}", args.id, owned);
             shown = Some(owned);
+        }
+        if node.fenced() != fenced {
+            fenced = node.fenced();
+            println!("{} fenced {fenced}", args.id);
         }
         if done.recv_timeout(Duration::from_millis(100)).is_ok() {
             break;
