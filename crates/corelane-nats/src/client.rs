@@ -11,6 +11,9 @@ use crate::error::{nats, NatsError};
 use crate::wire::{AnswerFrame, AskFrame, Record};
 use crate::Topology;
 
+/// How long an ask that found no owner waits before asking again.
+const NO_OWNER_RETRY: Duration = Duration::from_millis(50);
+
 /// Where a published message landed: its partition and its sequence in that partition's stream.
 /// Pass it to [`Client::ask`] to read your own write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,8 +106,11 @@ impl Client {
     /// answer comes back. With `after` (from [`Client::send`] of the same key), the owner
     /// answers only once its workers applied that message: read-after-write across machines.
     ///
+    /// An ask that finds no owner (a partition between two owners) asks again until `timeout`.
+    ///
     /// # Errors
-    /// [`NatsError::NoOwner`] when no node owns the partition now, [`NatsError::Timeout`],
+    /// [`NatsError::NoOwner`] when no node owned the partition until `timeout`,
+    /// [`NatsError::Timeout`],
     /// [`NatsError::Codec`], [`NatsError::Remote`] when the owner's worker failed the ask.
     pub async fn ask<M: Serialize, A: DeserializeOwned>(
         &self,
@@ -119,18 +125,28 @@ impl Client {
             key: key.to_vec(),
             msg,
         };
-        let payload = postcard::to_stdvec(&frame)?;
-        let request = self
-            .nats
-            .request(self.topology.ask_subject(partition), payload.into());
-        let reply = match tokio::time::timeout(timeout, request).await {
-            Err(_) => return Err(NatsError::Timeout(timeout)),
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(NatsError::NoOwner { partition })
+        let payload: bytes::Bytes = postcard::to_stdvec(&frame)?.into();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let request = self
+                .nats
+                .request(self.topology.ask_subject(partition), payload.clone());
+            match tokio::time::timeout_at(deadline, request).await {
+                Err(_) => return Err(NatsError::Timeout(timeout)),
+                // Between two owners (a handover, a takeover): ask again until the deadline.
+                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    let retry = tokio::time::Instant::now() + NO_OWNER_RETRY;
+                    if retry >= deadline {
+                        return Err(NatsError::NoOwner { partition });
+                    }
+                    tokio::time::sleep_until(retry).await;
+                }
+                Ok(Err(e)) => return Err(nats(e)),
+                Ok(Ok(reply)) => {
+                    return postcard::from_bytes::<AnswerFrame<A>>(&reply.payload)?
+                        .map_err(NatsError::Remote)
+                }
             }
-            Ok(Err(e)) => return Err(nats(e)),
-            Ok(Ok(reply)) => reply,
-        };
-        postcard::from_bytes::<AnswerFrame<A>>(&reply.payload)?.map_err(NatsError::Remote)
+        }
     }
 }

@@ -39,7 +39,12 @@
 //! let topology = Topology::new("counts", 8)?;
 //! let pool = Pool::builder().workers(2).spawn(|_| Counter)?;
 //! let node = Node::start(
-//!     NodeConfig { id: "a".into(), servers: "nats://127.0.0.1:4222".into(), topology: topology.clone() },
+//!     NodeConfig {
+//!         id: "a".into(),
+//!         servers: "nats://127.0.0.1:4222".into(),
+//!         topology: topology.clone(),
+//!         replay_from_start: true, // the counts live only in the workers
+//!     },
 //!     pool,
 //! )?;
 //! let rt = tokio::runtime::Runtime::new()?;

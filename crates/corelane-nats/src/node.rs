@@ -72,12 +72,19 @@ pub struct NodeConfig {
     pub servers: String,
     /// The deployment.
     pub topology: Topology,
+    /// Whether a partition this node takes is delivered again from its first message, so that
+    /// the workers rebuild its state by replaying it (their state lives only in memory), or
+    /// from after the last committed offset (`false`: the state lives elsewhere, or
+    /// [`Remote::assigned`] restores it from a snapshot). Either way each key's messages
+    /// arrive in order.
+    pub replay_from_start: bool,
 }
 
 /// What the node's tasks share.
 pub(crate) struct Shared<W: Remote> {
     pub(crate) id: String,
     pub(crate) topology: Topology,
+    pub(crate) replay_from_start: bool,
     pub(crate) pool: Pool<W>,
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
@@ -190,6 +197,7 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
     Ok(Shared {
         id: cfg.id,
         topology: cfg.topology,
+        replay_from_start: cfg.replay_from_start,
         pool,
         nats: client,
         js,

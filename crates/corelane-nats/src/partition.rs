@@ -69,6 +69,12 @@ async fn run<W: Remote>(
 ) -> Result<(), NatsError> {
     let (committed, revision) = take_over(&shared, p).await?;
     let epoch = committed.epoch;
+    // Delivery resumes after this sequence: the last committed one, or 0 to replay.
+    let resume_after = if shared.replay_from_start {
+        0
+    } else {
+        committed.applied
+    };
     notify(&shared, || W::assigned(p, epoch)).await;
     let stream = shared
         .js
@@ -79,7 +85,7 @@ async fn run<W: Remote>(
         .create_consumer(push::OrderedConfig {
             deliver_subject: shared.nats.new_inbox(),
             deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: committed.applied + 1,
+                start_sequence: resume_after + 1,
             },
             ..Default::default()
         })
@@ -94,7 +100,7 @@ async fn run<W: Remote>(
     let mut progress = Progress {
         committed,
         revision,
-        sent: committed.applied,
+        sent: resume_after,
         waiting: Vec::new(),
     };
     let mut commits = tokio::time::interval(shared.topology.commit_interval());
@@ -184,7 +190,7 @@ async fn deliver<W: Remote>(
         }
         Err(_) => dead_letter(shared, p, sequence, msg.payload.clone()).await?,
     }
-    progress.sent = sequence;
+    progress.sent = progress.sent.max(sequence);
     answer_ready(shared, progress);
     Ok(())
 }

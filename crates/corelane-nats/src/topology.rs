@@ -30,6 +30,9 @@ fn bucket_stream(bucket: &str, ttl: Duration, replicas: usize) -> stream::Config
     }
 }
 
+/// How long [`Topology::setup`] keeps retrying a cluster that times requests out.
+const SETUP_PATIENCE: Duration = Duration::from_secs(15);
+
 /// One deployment: its name (`prefix`), its partitions, and the timing of ownership. Clients and
 /// nodes of one deployment must agree on it.
 ///
@@ -133,11 +136,24 @@ impl Topology {
     }
 
     /// Creates the deployment's streams and buckets where they do not exist yet (every client
-    /// and node calls it; it is idempotent).
+    /// and node calls it; it is idempotent). A cluster that just started, or is electing a
+    /// leader, times requests out for a while: each failing step is retried for up to 15 s.
     ///
     /// # Errors
-    /// [`NatsError::Nats`] if JetStream refuses (not enabled, or no quorum yet).
+    /// [`NatsError::Nats`] if JetStream still refuses after that (not enabled, no quorum).
     pub async fn setup(&self, js: &jetstream::Context) -> Result<(), NatsError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.try_setup(js).await {
+                Err(NatsError::Nats(_)) if started.elapsed() < SETUP_PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn try_setup(&self, js: &jetstream::Context) -> Result<(), NatsError> {
         for p in 0..self.partitions {
             js.get_or_create_stream(stream::Config {
                 name: self.stream(p),

@@ -2,7 +2,9 @@
 //! workers behind the deployment's NATS JetStream partitions (see `corelane_nats`).
 //!
 //! Each published [`Event`] carries its key's own sequence number `n` (0, 1, 2, ...). A worker
-//! counts the events of each key and, when given a log, writes one line per applied event:
+//! counts the events of each key (a node that takes a partition replays it to rebuild the
+//! counts, and forgets those of a partition it gives up) and, when given a log, writes one line
+//! per applied event:
 //! `key n partition stream-sequence epoch`. The cluster tests read those lines to check that
 //! every event was applied, in order per key, and to count what a takeover applied twice.
 
@@ -31,8 +33,10 @@ pub struct Event {
 pub enum Msg {
     /// An event delivered from a partition.
     Apply(Event, Delivery),
-    /// How many events of the key this node applied (answered through NATS).
+    /// How many events of the key were applied (answered through NATS).
     Count(String, Reply<u64>),
+    /// The node gave the partition up: forget its keys.
+    Forget(u32),
 }
 
 /// Where applied events are logged, shared by a node's workers.
@@ -45,10 +49,10 @@ pub struct Counter {
     pub log: Option<Log>,
 }
 
-/// A worker's counts and the last stream sequence it applied per partition.
+/// A worker's counts, and each key's partition.
 #[derive(Debug, Default)]
 pub struct Counts {
-    per_key: HashMap<String, u64>,
+    per_key: HashMap<String, (u32, u64)>,
 }
 
 impl Worker for Counter {
@@ -62,7 +66,11 @@ impl Worker for Counter {
     fn handle(&mut self, counts: &mut Counts, msg: Msg, _: &mut Context<'_, Self>) {
         match msg {
             Msg::Apply(event, at) => {
-                *counts.per_key.entry(event.key.clone()).or_default() += 1;
+                counts
+                    .per_key
+                    .entry(event.key.clone())
+                    .or_insert((at.partition, 0))
+                    .1 += 1;
                 if let Some(log) = &self.log {
                     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                     let _ = writeln!(
@@ -72,7 +80,8 @@ impl Worker for Counter {
                     );
                 }
             }
-            Msg::Count(key, reply) => reply.send(counts.per_key.get(&key).copied().unwrap_or(0)),
+            Msg::Count(key, reply) => reply.send(counts.per_key.get(&key).map_or(0, |c| c.1)),
+            Msg::Forget(p) => counts.per_key.retain(|_, (partition, _)| *partition != p),
         }
     }
 }
@@ -87,5 +96,9 @@ impl Remote for Counter {
 
     fn asked(event: Event, reply: Reply<u64>) -> Msg {
         Msg::Count(event.key, reply)
+    }
+
+    fn revoked(partition: u32) -> Option<Msg> {
+        Some(Msg::Forget(partition))
     }
 }

@@ -1,7 +1,9 @@
 //! `cluster-node --id NAME [--servers URLS] [--prefix NAME] [--partitions P] [--replicas R]
-//! [--lease-ttl-ms MS] [--workers N] [--log PATH]`: runs one node of the keyed counter until
+//! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset]`: runs one node of the keyed
+//! counter until
 //! Ctrl-C or SIGTERM (then hands its partitions over at once), printing the partitions it owns
-//! whenever they change.
+//! whenever they change. A partition it takes is replayed from its start (the counts live only
+//! in memory); with `--from-offset`, from after the last committed offset instead.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ struct Args {
     lease_ttl: Duration,
     workers: usize,
     log: Option<String>,
+    from_offset: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -44,6 +47,7 @@ fn args() -> Result<Args, String> {
         lease_ttl: Duration::from_secs(3),
         workers: 2,
         log: None,
+        from_offset: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +64,7 @@ fn args() -> Result<Args, String> {
             }
             "--workers" => out.workers = value()?.parse().map_err(|e| bad(&e))?,
             "--log" => out.log = Some(value()?),
+            "--from-offset" => out.from_offset = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -95,6 +100,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             id: args.id.clone(),
             servers: args.servers,
             topology,
+            replay_from_start: !args.from_offset,
         },
         pool,
     )?;

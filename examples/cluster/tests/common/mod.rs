@@ -192,6 +192,8 @@ pub struct Deployment {
     pub replicas: usize,
     pub lease_ttl: Duration,
     pub logs: PathBuf,
+    /// Whether nodes resume a partition after its committed offset (else they replay it).
+    pub from_offset: bool,
 }
 
 impl Deployment {
@@ -218,6 +220,7 @@ impl Deployment {
             .args(["--lease-ttl-ms", &self.lease_ttl.as_millis().to_string()])
             .args(["--workers", "2", "--log"])
             .arg(&log)
+            .args(self.from_offset.then_some("--from-offset"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
