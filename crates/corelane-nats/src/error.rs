@@ -34,7 +34,7 @@ pub enum NatsError {
     },
     /// The node's local pool stopped (or a worker failed) before applying what it was sent.
     #[error("the local pool stopped: {0}")]
-    Stopped(#[source] corelane::Error),
+    Stopped(#[source] corelane_worker::Error),
     /// A topology or node setting is not usable.
     #[error("invalid setting: {0}")]
     Invalid(String),

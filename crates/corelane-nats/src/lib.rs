@@ -1,9 +1,9 @@
-//! corelane past one machine: the same [`Worker`](corelane::Worker) behind NATS JetStream
-//! partitions.
+//! corelane past one machine: the same [`Worker`](corelane_worker::Worker) behind NATS JetStream
+//! partitions. Also `corelane::nats` with the facade's `nats` feature.
 //!
 //! A deployment ([`Topology`]) has `P` partitions, each a JetStream stream. [`Client::send`]
 //! publishes a keyed message to its key's partition; [`Node`]s, each running a local corelane
-//! [`Pool`](corelane::Pool), share the partitions (each owned by exactly one live node,
+//! [`Pool`](corelane_worker::Pool), share the partitions (each owned by exactly one live node,
 //! at most ceil(P / N) per node) and deliver each one's messages in stream order into their
 //! pool, by key. What the workers applied is committed per partition (an offset, after a flush of
 //! the pool); a node that takes a partition over starts after the last commit, so a crash never
@@ -12,7 +12,7 @@
 //! partition bumps its epoch with a compare-and-set, which refuses the old owner's commits.
 //!
 //! ```no_run
-//! use corelane::prelude::*;
+//! use corelane_worker::{BoxError, Context, Pool, Reply, Worker};
 //! use corelane_nats::{Client, Delivery, Node, NodeConfig, Remote, Topology};
 //!
 //! /// Counts per key.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use corelane::{Pool, Reply, Worker};
+use corelane_worker::{Pool, Reply, Worker};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
-use corelane::Dispatch;
+use corelane_worker::Dispatch;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use corelane::partition::{Partitioner, StableHashPartitioner};
+use corelane_partition::{Partitioner, StableHashPartitioner};
 
 use crate::error::{nats, NatsError};
 

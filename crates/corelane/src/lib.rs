@@ -49,6 +49,8 @@
 pub use corelane_channel as channel;
 pub use corelane_partition as partition;
 pub use corelane_worker as worker;
+#[cfg(feature = "nats")]
+pub use corelane_nats as nats;
 #[cfg(feature = "sim")]
 pub use corelane_worker::sim;
 
