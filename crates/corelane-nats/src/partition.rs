@@ -220,6 +220,9 @@ fn ask_after(request: &async_nats::Message) -> u64 {
 /// Sends every waiting ask whose sequence was sent into the pool; each is answered by a task
 /// of its own, so the runner does not wait for handlers.
 fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress) {
+    if progress.waiting.is_empty() {
+        return;
+    }
     let sent = progress.sent;
     let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut progress.waiting)
         .into_iter()

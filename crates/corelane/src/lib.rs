@@ -47,10 +47,10 @@
 #![forbid(unsafe_code)]
 
 pub use corelane_channel as channel;
-pub use corelane_partition as partition;
-pub use corelane_worker as worker;
 #[cfg(feature = "nats")]
 pub use corelane_nats as nats;
+pub use corelane_partition as partition;
+pub use corelane_worker as worker;
 #[cfg(feature = "sim")]
 pub use corelane_worker::sim;
 

@@ -1,0 +1,215 @@
+//! End to end through NATS JetStream (publish, stream, node, pool, apply, commit) for
+//! `corelane-nats` beside a plain `async-nats` consumer doing the same work, in one run.
+//!
+//! `cargo bench -p corelane-benches --bench nats` (needs `nats-server`; it starts its own on a
+//! loopback port, R1, and stops it). Each round publishes the same events into a fresh
+//! deployment of 4 partitions, then times, from a connected client on, how long until every
+//! event was applied: by a corelane node (taking the partitions' leases, 2 workers counting per
+//! key, offsets committed every 50 ms), and by one ordered consumer per partition decoding each
+//! event and counting it per key (the plain consumer). Rounds alternate; the table gives
+//! medians.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corelane::prelude::*;
+use corelane_nats::{Client, Delivery, Node, NodeConfig, Remote, Topology};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+const EVENTS: usize = 50_000;
+const KEYS: usize = 1_000;
+const PARTITIONS: u32 = 4;
+const ROUNDS: usize = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Event {
+    key: String,
+    n: u64,
+}
+
+/// The work: count per key.
+struct Count;
+
+enum Msg {
+    Apply(Event),
+    Total(Reply<u64>),
+}
+
+impl Worker for Count {
+    type Message = Msg;
+    type State = (HashMap<String, u64>, u64);
+    fn init(&mut self, _: &mut Context<'_, Self>) -> Result<Self::State, BoxError> {
+        Ok(Default::default())
+    }
+    fn handle(&mut self, (counts, total): &mut Self::State, msg: Msg, _: &mut Context<'_, Self>) {
+        match msg {
+            Msg::Apply(e) => {
+                *counts.entry(e.key).or_default() += 1;
+                *total += 1;
+            }
+            Msg::Total(reply) => reply.send(*total),
+        }
+    }
+}
+
+impl Remote for Count {
+    type Wire = Event;
+    type Answer = u64;
+    fn delivered(e: Event, _: Delivery) -> Msg {
+        Msg::Apply(e)
+    }
+    fn asked(_: Event, reply: Reply<u64>) -> Msg {
+        Msg::Total(reply)
+    }
+}
+
+/// The frame `corelane-nats` publishes: the key's bytes and the message.
+#[derive(Deserialize)]
+struct Record {
+    _key: Vec<u8>,
+    msg: Event,
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let store = std::env::temp_dir().join(format!("corelane-nats-bench-{}", std::process::id()));
+    let Ok(child) = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        println!("nats-server is not installed: skipped");
+        return;
+    };
+    let _server = Server(child);
+    let url = format!("nats://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut ours, mut plain) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        ours.push(EVENTS as f64 / corelane_round(&rt, &url, round).as_secs_f64());
+        plain.push(EVENTS as f64 / plain_round(&rt, &url, round).as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&store);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, plain) = (median(&mut ours), median(&mut plain));
+    println!("## NATS JetStream end to end: {EVENTS} events over {KEYS} keys, {PARTITIONS} partitions, R1");
+    println!("| consumer | events/s (median of {ROUNDS}) |");
+    println!("|---|---|");
+    println!("| plain async-nats, one ordered consumer per partition | {plain:.0} |");
+    println!(
+        "| corelane-nats node, 2 workers | {ours:.0} ({:.2}x) |",
+        ours / plain
+    );
+}
+
+/// Publishes the round's events into a fresh deployment.
+fn publish(rt: &tokio::runtime::Runtime, url: &str, prefix: &str) -> Topology {
+    let topology = Topology::new(prefix, PARTITIONS).unwrap();
+    rt.block_on(async {
+        let client = Client::connect(url, topology.clone()).await.unwrap();
+        let events: Vec<(String, Event)> = (0..EVENTS)
+            .map(|i| {
+                let key = format!("key-{}", i % KEYS);
+                (
+                    key.clone(),
+                    Event {
+                        key,
+                        n: (i / KEYS) as u64,
+                    },
+                )
+            })
+            .collect();
+        for chunk in events.chunks(5_000) {
+            client.send_batch(chunk).await.unwrap();
+        }
+    });
+    topology
+}
+
+/// Time for a corelane node to apply every event.
+fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Duration {
+    let topology = publish(rt, url, &format!("ours{round}"));
+    let pool = Pool::builder().workers(2).spawn(|_| Count).unwrap();
+    let node = Node::start(
+        NodeConfig {
+            id: format!("bench{round}"),
+            servers: url.into(),
+            topology,
+            replay_from_start: false,
+        },
+        pool.clone(),
+    )
+    .unwrap();
+    // From here, as for the plain consumer: connected, the deployment found.
+    let started = Instant::now();
+    while pool.metrics().total().counters.processed < EVENTS as u64 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = started.elapsed();
+    node.stop();
+    pool.shutdown().unwrap();
+    took
+}
+
+/// Time for one ordered consumer per partition to decode and count every event.
+fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Duration {
+    let prefix = format!("plain{round}");
+    publish(rt, url, &prefix);
+    rt.block_on(async {
+        let nats = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(nats.clone());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..PARTITIONS)
+            .map(|p| {
+                let (js, nats, prefix) = (js.clone(), nats.clone(), prefix.clone());
+                tokio::spawn(async move {
+                    let stream = js.get_stream(format!("{prefix}_p{p}")).await.unwrap();
+                    let pending = stream.cached_info().state.messages;
+                    let consumer = stream
+                        .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+                            deliver_subject: nats.new_inbox(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    let mut messages = consumer.messages().await.unwrap();
+                    let mut counts: HashMap<String, u64> = HashMap::new();
+                    let mut seen = 0;
+                    while seen < pending {
+                        let msg = messages.next().await.unwrap().unwrap();
+                        let record: Record = postcard::from_bytes(&msg.payload).unwrap();
+                        *counts.entry(record.msg.key).or_default() += 1;
+                        seen += 1;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        started.elapsed()
+    })
+}
