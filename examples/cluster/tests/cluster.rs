@@ -292,6 +292,39 @@ fn a_killed_and_restarted_nats_server_loses_nothing() {
 }
 
 #[test]
+fn a_full_cluster_restart_loses_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = deployment(&cluster, &logs, "restart");
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    let b = d.node("b");
+    common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
+    let mut sent = publish(&rt, &client, 10, Duration::from_millis(10), |_| {});
+    // Every server down at once (SIGKILL), then back on the same stores.
+    for server in &mut cluster.servers {
+        server.kill();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for server in &mut cluster.servers {
+        server.start();
+    }
+    for n in 10..30 {
+        publish_round(&rt, &client, n);
+    }
+    sent.values_mut().for_each(|n| *n = 30);
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(120));
+    eprintln!(
+        "cluster restart: {} events, {} applied twice",
+        KEYS as u64 * 30,
+        applied.duplicates()
+    );
+}
+
+#[test]
 fn an_ask_reads_its_own_write_and_an_undecodable_message_goes_to_the_dead_letters() {
     if !nats_server_available() {
         return;
