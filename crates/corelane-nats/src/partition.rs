@@ -76,22 +76,7 @@ async fn run<W: Remote>(
         committed.applied
     };
     notify(&shared, || W::assigned(p, epoch)).await;
-    let stream = shared
-        .js
-        .get_stream(shared.topology.stream(p))
-        .await
-        .map_err(nats)?;
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: shared.nats.new_inbox(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: resume_after + 1,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
-    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut messages = consume(&shared, p, resume_after).await?;
     let mut asks = shared
         .nats
         .subscribe(shared.topology.ask_subject(p))
@@ -124,6 +109,30 @@ async fn run<W: Remote>(
     }
     notify(&shared, || W::revoked(p)).await;
     ended
+}
+
+/// The partition's messages after sequence `after`, in order, from an ordered consumer.
+async fn consume<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    after: u64,
+) -> Result<push::Ordered, NatsError> {
+    let stream = shared
+        .js
+        .get_stream(shared.topology.stream(p))
+        .await
+        .map_err(nats)?;
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: shared.nats.new_inbox(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    consumer.messages().await.map_err(nats)
 }
 
 /// Bumps the partition's epoch with a compare-and-set: from now on the previous owner's
