@@ -82,6 +82,21 @@ impl Client {
         msg: &M,
         id: &str,
     ) -> Result<Published, NatsError> {
+        let (partition, ack) = self.publish(key, msg, id).await?;
+        Ok(Published {
+            partition,
+            sequence: ack.await.map_err(nats)?.sequence,
+        })
+    }
+
+    /// Publishes `msg` under `id` to the partition of `key`; the acknowledgement is yet to
+    /// come.
+    async fn publish<M: Serialize>(
+        &self,
+        key: &[u8],
+        msg: &M,
+        id: &str,
+    ) -> Result<(u32, jetstream::context::PublishAckFuture), NatsError> {
         let partition = self.topology.partition_of(key);
         let payload = postcard::to_stdvec(&Record {
             key: key.to_vec(),
@@ -93,13 +108,8 @@ impl Client {
             .js
             .publish_with_headers(self.topology.subject(partition), headers, payload.into())
             .await
-            .map_err(nats)?
-            .await
             .map_err(nats)?;
-        Ok(Published {
-            partition,
-            sequence: ack.sequence,
-        })
+        Ok((partition, ack))
     }
 
     /// Publishes every `(key, msg)` of `items` (each with a fresh id) with the publishes in
@@ -114,20 +124,10 @@ impl Client {
     ) -> Result<Vec<Published>, NatsError> {
         let mut acks = Vec::with_capacity(items.len());
         for (key, msg) in items {
-            let key = key.as_ref();
-            let partition = self.topology.partition_of(key);
-            let payload = postcard::to_stdvec(&Record {
-                key: key.to_vec(),
-                msg,
-            })?;
-            let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", self.nats.new_inbox().as_str());
-            let ack = self
-                .js
-                .publish_with_headers(self.topology.subject(partition), headers, payload.into())
-                .await
-                .map_err(nats)?;
-            acks.push((partition, ack));
+            acks.push(
+                self.publish(key.as_ref(), msg, &self.nats.new_inbox())
+                    .await?,
+            );
         }
         let mut published = Vec::with_capacity(acks.len());
         for (partition, ack) in acks {
