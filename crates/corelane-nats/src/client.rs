@@ -164,14 +164,17 @@ impl Client {
         };
         let payload: bytes::Bytes = postcard::to_stdvec(&frame)?.into();
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut no_owner = false;
         loop {
             let request = self
                 .nats
                 .request(self.topology.ask_subject(partition), payload.clone());
             match tokio::time::timeout_at(deadline, request).await {
+                Err(_) if no_owner => return Err(NatsError::NoOwner { partition }),
                 Err(_) => return Err(NatsError::Timeout(timeout)),
                 // Between two owners (a handover, a takeover): ask again until the deadline.
                 Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    no_owner = true;
                     let retry = tokio::time::Instant::now() + NO_OWNER_RETRY;
                     if retry >= deadline {
                         return Err(NatsError::NoOwner { partition });

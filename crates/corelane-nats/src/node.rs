@@ -213,22 +213,27 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
 /// within about this), and at most how long between renewals.
 const LOOK: Duration = Duration::from_millis(200);
 
-/// The ownership loop: every third of the lease TTL, renew the leases and the membership and
-/// count the live nodes; every [`LOOK`], give back and take; on stop, hand everything over.
+/// The ownership loop: every third of the lease TTL, renew the leases and the membership;
+/// every [`LOOK`], give back and take; on stop, hand everything over.
 async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<bool>) {
     let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
     let renewal = shared.topology.lease_ttl() / 3;
     let mut renewed: Option<Instant> = None;
     let mut fair = 0;
     while !*stop.borrow() {
-        if renewed.is_none_or(|at| at.elapsed() >= renewal) {
+        let due = renewed.is_none_or(|at| at.elapsed() >= renewal);
+        if due {
             renewed = Some(Instant::now());
             let _ = shared.nodes.put(&shared.id, shared.id.clone().into()).await;
             renew(&shared, &mut owned).await;
-            // Counting the live nodes reads the whole bucket: once per renewal is enough.
-            fair = fair_share(&shared).await;
         }
         drop_finished(&mut owned);
+        // Counting the live nodes reads the whole bucket: every look while this node could take
+        // more (a peer that left frees its share), else once per renewal (a node owning every
+        // partition alone only needs to notice a joining one).
+        if due || owned.len() < shared.topology.partitions() as usize {
+            fair = fair_share(&shared).await;
+        }
         give_back(&shared, &mut owned, fair).await;
         take(&shared, &mut owned, fair).await;
         *lock(&shared.owned) = owned.keys().copied().collect();

@@ -2,12 +2,14 @@
 //! last committed sequence into the local pool, answer its asks, and commit what the workers
 //! applied.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
 use corelane_worker::Dispatch;
+use futures_util::future::OptionFuture;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
@@ -89,6 +91,8 @@ async fn run<W: Remote>(
         waiting: Vec::new(),
     };
     let mut commits = tokio::time::interval(shared.topology.commit_interval());
+    // At most one commit in flight; delivery goes on meanwhile.
+    let mut committing: Option<Commit> = None;
     let ended = loop {
         tokio::select! {
             msg = messages.next() => match msg {
@@ -100,12 +104,31 @@ async fn run<W: Remote>(
                 progress.waiting.push((ask_after(&request), request));
                 answer_ready(&shared, &mut progress);
             }
-            _ = commits.tick() => commit(&shared, p, &mut progress).await?,
+            _ = commits.tick(), if committing.is_none() => {
+                committing = Some(start_commit(&shared, p, &progress));
+            }
+            Some(done) = OptionFuture::from(committing.as_mut().map(|c| &mut c.0)) => {
+                committing = None;
+                finish_commit(done, &mut progress)?;
+            }
             _ = stop.changed() => break Ok(()),
         }
     };
+    if let Some(mut in_flight) = committing.take() {
+        finish_commit((&mut in_flight.0).await, &mut progress)?;
+    }
     if ended.is_ok() {
-        commit(&shared, p, &mut progress).await?;
+        finish_commit(
+            Ok(commit(
+                shared.clone(),
+                p,
+                progress.committed,
+                progress.revision,
+                progress.sent,
+            )
+            .await),
+            &mut progress,
+        )?;
     }
     notify(&shared, || W::revoked(p)).await;
     ended
@@ -260,41 +283,74 @@ fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress) {
 
 /// Commits what the workers applied: waits until every message sent into the pool is handled
 /// (a flush), then writes the offset with a compare-and-set on its revision. A refused write
-/// means another node took the partition over: the runner stops.
+/// means another node took the partition over: the runner stops. Returns the new offset and
+/// its revision (the old ones when there was nothing to commit).
 async fn commit<W: Remote>(
-    shared: &Shared<W>,
+    shared: Arc<Shared<W>>,
     p: u32,
-    progress: &mut Progress,
-) -> Result<(), NatsError> {
-    if progress.sent <= progress.committed.applied {
-        return Ok(());
+    committed: Offset,
+    revision: u64,
+    sent: u64,
+) -> Result<(Offset, u64), NatsError> {
+    if sent <= committed.applied {
+        return Ok((committed, revision));
     }
-    let applied = progress.sent;
     let pool = shared.pool.clone();
     tokio::task::spawn_blocking(move || pool.flush())
         .await
         .map_err(|e| NatsError::Remote(e.to_string()))?
         .map_err(NatsError::Stopped)?;
     let next = Offset {
-        epoch: progress.committed.epoch,
-        applied,
+        epoch: committed.epoch,
+        applied: sent,
     };
     let bytes = postcard::to_stdvec(&next)?;
-    progress.revision = shared
+    match shared
         .offsets
-        .update(lease_key(p), bytes.into(), progress.revision)
+        .update(lease_key(p), bytes.into(), revision)
         .await
-        .map_err(|_| {
-            shared
-                .fenced
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            NatsError::Fenced {
+    {
+        Ok(revision) => Ok((next, revision)),
+        Err(_) => {
+            shared.fenced.fetch_add(1, Ordering::Relaxed);
+            Err(NatsError::Fenced {
                 partition: p,
                 epoch: next.epoch,
-            }
-        })?;
-    progress.committed = next;
+            })
+        }
+    }
+}
+
+/// Starts a commit of what was sent so far, off the delivery path.
+fn start_commit<W: Remote>(shared: &Arc<Shared<W>>, p: u32, progress: &Progress) -> Commit {
+    Commit(tokio::spawn(commit(
+        shared.clone(),
+        p,
+        progress.committed,
+        progress.revision,
+        progress.sent,
+    )))
+}
+
+/// Records a finished commit in `progress`.
+fn finish_commit(
+    done: Result<Result<(Offset, u64), NatsError>, tokio::task::JoinError>,
+    progress: &mut Progress,
+) -> Result<(), NatsError> {
+    let (committed, revision) = done.map_err(|e| NatsError::Remote(e.to_string()))??;
+    progress.committed = committed;
+    progress.revision = revision;
     Ok(())
+}
+
+/// A commit in flight, aborted if the runner is (a runner stopped for a lost lease must not
+/// commit afterwards).
+struct Commit(tokio::task::JoinHandle<Result<(Offset, u64), NatsError>>);
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Sends `make()`'s message, if any, to every worker.

@@ -12,12 +12,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// `n` distinct free loopback ports: all bound at once (so none is handed out twice), then
+/// released for the servers to take.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 /// A scratch directory, removed on drop.
@@ -28,7 +31,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!(
             "corelane-{name}-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ u128::from(free_port())
+            Instant::now().elapsed().as_nanos() ^ u128::from(free_ports(1)[0])
         ));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         Self(dir)
@@ -127,8 +130,8 @@ impl Cluster {
         let turn = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
         let dir = Scratch::new("nats");
         let names = ["n1", "n2", "n3"];
-        let client: Vec<u16> = names.iter().map(|_| free_port()).collect();
-        let cluster: Vec<u16> = names.iter().map(|_| free_port()).collect();
+        let ports = free_ports(2 * names.len());
+        let (client, cluster) = ports.split_at(names.len());
         let routes: Vec<String> = cluster
             .iter()
             .map(|p| format!("nats-route://127.0.0.1:{p}"))
