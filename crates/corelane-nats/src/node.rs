@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream::{self, kv};
 use corelane_worker::{Pool, Reply, Worker};
@@ -209,17 +209,21 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
     })
 }
 
-/// How often a node looks for partitions to take or give back (a released lease is taken
-/// within about this), and at most how long between renewals.
-const LOOK: Duration = Duration::from_millis(200);
-
-/// The ownership loop: every third of the lease TTL, renew the leases and the membership;
-/// every [`LOOK`], give back and take; on stop, hand everything over.
+/// The ownership loop: every third of the lease TTL, renew the leases and the membership; then,
+/// and whenever a lease is released or the set of nodes changes (both buckets are watched),
+/// give back what is above the fair share and take free leases; on stop, hand everything over.
+/// A lease that expires (its owner died) raises no event: it is taken at the next renewal, so
+/// a crashed node's partitions move within the lease TTL plus a third of it.
 async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<bool>) {
     let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
     let renewal = shared.topology.lease_ttl() / 3;
+    let mut changes = Changes {
+        leases: shared.leases.watch_all().await.ok(),
+        nodes: shared.nodes.watch_all().await.ok(),
+    };
     let mut renewed: Option<Instant> = None;
     let mut fair = 0;
+    let mut changed = true;
     while !*stop.borrow() {
         let due = renewed.is_none_or(|at| at.elapsed() >= renewal);
         if due {
@@ -228,25 +232,65 @@ async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<b
             renew(&shared, &mut owned).await;
         }
         drop_finished(&mut owned);
-        // Counting the live nodes reads the whole bucket: every look while this node could take
-        // more (a peer that left frees its share), else once per renewal (a node owning every
-        // partition alone only needs to notice a joining one).
-        if due || owned.len() < shared.topology.partitions() as usize {
+        if due || changed {
             fair = fair_share(&shared).await;
         }
         give_back(&shared, &mut owned, fair).await;
         take(&shared, &mut owned, fair).await;
         *lock(&shared.owned) = owned.keys().copied().collect();
-        tokio::select! {
-            _ = tokio::time::sleep(LOOK.min(renewal)) => {}
-            _ = stop.changed() => {}
-        }
+        let next_renewal = renewed.map_or_else(Instant::now, |at| at + renewal);
+        changed = changes.wait(&mut stop, next_renewal.into()).await;
     }
     for (p, lease) in std::mem::take(&mut owned) {
         release(&shared, p, lease).await;
     }
     lock(&shared.owned).clear();
     let _ = shared.nodes.delete(&shared.id).await;
+}
+
+/// The watched buckets: a lease released, or a node joining or leaving, wakes the loop.
+struct Changes {
+    leases: Option<kv::Watch>,
+    nodes: Option<kv::Watch>,
+}
+
+impl Changes {
+    /// Waits until `until`, a stop, a released lease or a change of the nodes; returns
+    /// whether it was one of the changes.
+    async fn wait(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        until: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return false,
+                _ = stop.changed() => return false,
+                Some(entry) = next_entry(&mut self.leases) => {
+                    // Renewals are puts: only a release (or a purge) frees a partition.
+                    if entry.operation != kv::Operation::Put {
+                        return true;
+                    }
+                }
+                Some(_) = next_entry(&mut self.nodes) => return true,
+            }
+        }
+    }
+}
+
+/// The next change a watch reports; a watch that fails is dropped (the loop then relies on its
+/// renewals alone).
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<kv::Entry> {
+    let Some(changes) = watch else {
+        return std::future::pending().await;
+    };
+    match changes.next().await {
+        Some(Ok(entry)) => Some(entry),
+        _ => {
+            *watch = None;
+            None
+        }
+    }
 }
 
 /// The most partitions this node may own: ceil(P / live nodes).
