@@ -53,15 +53,38 @@ pub(crate) fn start<W: Remote>(shared: Arc<Shared<W>>, p: u32, revision: u64) ->
     }
 }
 
+/// An ask held until its sequence is sent into the pool: where to answer, and the decoded
+/// request (or why it could not be decoded, answered at once).
+struct Waiting<M> {
+    reply_to: async_nats::Subject,
+    frame: Result<AskFrame<M>, String>,
+}
+
+impl<M: serde::de::DeserializeOwned> Waiting<M> {
+    /// Decodes a request once; `None` if it has no reply subject (nobody to answer).
+    fn new(request: async_nats::Message) -> Option<Self> {
+        Some(Self {
+            reply_to: request.reply?,
+            frame: postcard::from_bytes(&request.payload)
+                .map_err(|e| format!("undecodable ask: {e}")),
+        })
+    }
+
+    /// The sequence the ask waits for (0, answered at once, if it did not decode).
+    fn after(&self) -> u64 {
+        self.frame.as_ref().map_or(0, |f| f.after)
+    }
+}
+
 /// What the runner keeps between events.
-struct Progress {
+struct Progress<M> {
     /// The last committed offset and its revision in the offsets bucket.
     committed: Offset,
     revision: u64,
     /// The last sequence sent into the pool.
     sent: u64,
-    /// Asks waiting for a sequence to be applied: (that sequence, the request).
-    waiting: Vec<(u64, async_nats::Message)>,
+    /// Asks waiting for a sequence to be applied.
+    waiting: Vec<Waiting<M>>,
 }
 
 async fn run<W: Remote>(
@@ -101,7 +124,7 @@ async fn run<W: Remote>(
                 None => break Ok(()),
             },
             Some(request) = asks.next() => {
-                progress.waiting.push((ask_after(&request), request));
+                progress.waiting.extend(Waiting::new(request));
                 answer_ready(&shared, &mut progress);
             }
             _ = commits.tick(), if committing.is_none() => {
@@ -204,7 +227,7 @@ async fn deliver<W: Remote>(
     p: u32,
     epoch: u64,
     msg: async_nats::jetstream::Message,
-    progress: &mut Progress,
+    progress: &mut Progress<W::Wire>,
 ) -> Result<(), NatsError> {
     let sequence = msg.info().map_err(nats)?.stream_sequence;
     match postcard::from_bytes::<Record<W::Wire>>(&msg.payload) {
@@ -244,38 +267,29 @@ async fn dead_letter<W: Remote>(
         .map_err(nats)
 }
 
-/// The sequence an ask waits for (0 if its frame does not say).
-fn ask_after(request: &async_nats::Message) -> u64 {
-    postcard::from_bytes::<AskFrame<serde::de::IgnoredAny>>(&request.payload).map_or(0, |f| f.after)
-}
-
 /// Sends every waiting ask whose sequence was sent into the pool; each is answered by a task
 /// of its own, so the runner does not wait for handlers.
-fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress) {
+fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress<W::Wire>) {
     if progress.waiting.is_empty() {
         return;
     }
     let sent = progress.sent;
     let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut progress.waiting)
         .into_iter()
-        .partition(|(after, _)| *after <= sent);
+        .partition(|ask| ask.after() <= sent);
     progress.waiting = waiting;
-    for (_, request) in ready {
+    for ask in ready {
         let (pool, nats) = (shared.pool.clone(), shared.nats.clone());
         tokio::spawn(async move {
-            let Some(reply_to) = request.reply.clone() else {
-                return;
+            let answer: AnswerFrame<W::Answer> = match ask.frame {
+                Ok(frame) => pool
+                    .ask_async(&frame.key[..], |reply| W::asked(frame.msg, reply))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
             };
-            let answer: AnswerFrame<W::Answer> =
-                match postcard::from_bytes::<AskFrame<W::Wire>>(&request.payload) {
-                    Ok(frame) => pool
-                        .ask_async(&frame.key[..], |reply| W::asked(frame.msg, reply))
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("undecodable ask: {e}")),
-                };
             if let Ok(bytes) = postcard::to_stdvec(&answer) {
-                let _ = nats.publish(reply_to, bytes.into()).await;
+                let _ = nats.publish(ask.reply_to, bytes.into()).await;
             }
         });
     }
@@ -322,7 +336,11 @@ async fn commit<W: Remote>(
 }
 
 /// Starts a commit of what was sent so far, off the delivery path.
-fn start_commit<W: Remote>(shared: &Arc<Shared<W>>, p: u32, progress: &Progress) -> Commit {
+fn start_commit<W: Remote>(
+    shared: &Arc<Shared<W>>,
+    p: u32,
+    progress: &Progress<W::Wire>,
+) -> Commit {
     Commit(tokio::spawn(commit(
         shared.clone(),
         p,
@@ -333,9 +351,9 @@ fn start_commit<W: Remote>(shared: &Arc<Shared<W>>, p: u32, progress: &Progress)
 }
 
 /// Records a finished commit in `progress`.
-fn finish_commit(
+fn finish_commit<M>(
     done: Result<Result<(Offset, u64), NatsError>, tokio::task::JoinError>,
-    progress: &mut Progress,
+    progress: &mut Progress<M>,
 ) -> Result<(), NatsError> {
     let (committed, revision) = done.map_err(|e| NatsError::Remote(e.to_string()))??;
     progress.committed = committed;
@@ -359,5 +377,33 @@ async fn notify<W: Remote>(shared: &Shared<W>, make: impl Fn() -> Option<W::Mess
         if let Some(msg) = make() {
             let _ = shared.pool.send_to_async(worker, msg).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ask's `after` survives the trip: the owner must hold the ask until that sequence (a
+    /// frame read without its message type lost it, and asks were answered at once).
+    #[test]
+    fn a_waiting_ask_keeps_the_sequence_it_waits_for() {
+        let frame = AskFrame {
+            after: 42,
+            key: b"k".to_vec(),
+            msg: "payload".to_string(),
+        };
+        let message = async_nats::Message {
+            subject: "p.ask.0".into(),
+            reply: Some("_INBOX.x".into()),
+            payload: postcard::to_stdvec(&frame).unwrap().into(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let waiting = Waiting::<String>::new(message).expect("it has a reply subject");
+        assert_eq!(waiting.after(), 42);
+        assert_eq!(waiting.frame.unwrap().msg, "payload");
     }
 }
