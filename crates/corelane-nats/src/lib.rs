@@ -64,6 +64,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod dead;
 mod error;
 mod node;
 mod partition;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::dead::{DeadLetters, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::partition::{self, Owned};
 use crate::Topology;
@@ -50,8 +51,15 @@ pub trait Remote: Worker {
     }
 }
 
-/// Where a delivered message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a delivered message came from, and the node's receipt for it.
+///
+/// Keep it in the worker message until the handler is done: should the handler panic while the
+/// message holds it (it is dropped during the unwinding), the node publishes the message to the
+/// deployment's dead-letter stream ([`Topology::dead_letter_subject`], headers
+/// `Corelane-Partition`, `Corelane-Sequence`, `Corelane-Reason`) before it commits past it. The
+/// partition goes on with the next message: the failed one is not delivered again, since a
+/// retry would come behind later messages of its key. A `Delivery` dropped before the panic
+/// (or one from [`Delivery::new`]) reports nothing.
 pub struct Delivery {
     /// Its partition.
     pub partition: u32,
@@ -61,7 +69,68 @@ pub struct Delivery {
     /// The owner's epoch for the partition: bumped by every takeover. A side effect written
     /// with a check of the epoch (a compare-and-set) is refused once a newer owner exists.
     pub epoch: u64,
+    receipt: Option<Receipt>,
 }
+
+impl Delivery {
+    /// A delivery that reports nothing when dropped: for testing a worker without a node.
+    pub fn new(partition: u32, sequence: u64, epoch: u64) -> Self {
+        Self {
+            partition,
+            sequence,
+            epoch,
+            receipt: None,
+        }
+    }
+
+    /// A delivery whose message is reported as a dead letter if a panic drops it.
+    pub(crate) fn with_receipt(
+        partition: u32,
+        sequence: u64,
+        epoch: u64,
+        receipt: Receipt,
+    ) -> Self {
+        Self {
+            receipt: Some(receipt),
+            ..Self::new(partition, sequence, epoch)
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(receipt) = self.receipt.take() {
+            if std::thread::panicking() {
+                receipt.letters.push(Letter {
+                    partition: self.partition,
+                    sequence: self.sequence,
+                    payload: receipt.payload,
+                    reason: Reason::Panicked,
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("partition", &self.partition)
+            .field("sequence", &self.sequence)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Delivery {
+    /// Two deliveries are equal when they name the same message under the same epoch.
+    fn eq(&self, other: &Self) -> bool {
+        (self.partition, self.sequence, self.epoch)
+            == (other.partition, other.sequence, other.epoch)
+    }
+}
+
+impl Eq for Delivery {}
 
 /// A node's settings.
 #[derive(Debug, Clone)]
@@ -95,6 +164,8 @@ pub(crate) struct Shared<W: Remote> {
     pub(crate) owned: Mutex<BTreeSet<u32>>,
     /// Commits refused because another node took the partition over ([`Node::fenced`]).
     pub(crate) fenced: AtomicU64,
+    /// Messages that could not be applied, published by their partition's next commit.
+    pub(crate) dead: Arc<DeadLetters>,
 }
 
 /// A running node: see the module docs. [`Node::stop`] hands its partitions over at once.
@@ -206,6 +277,7 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
         offsets,
         owned: Mutex::new(BTreeSet::new()),
         fenced: AtomicU64::new(0),
+        dead: Arc::default(),
     })
 }
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::kv;
-use async_nats::HeaderMap;
 use corelane_worker::Dispatch;
 use futures_util::future::OptionFuture;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use crate::dead::{self, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::node::{lease_key, Remote, Shared, Task};
 use crate::wire::{AnswerFrame, AskFrame, Offset, Record};
@@ -93,6 +93,9 @@ async fn run<W: Remote>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
     let (committed, revision) = take_over(&shared, p).await?;
+    // Letters left by an earlier runner of this partition that did not commit them: their
+    // messages come again.
+    shared.dead.discard(p);
     let epoch = committed.epoch;
     // Delivery resumes after this sequence: the last committed one, or 0 to replay.
     let resume_after = if shared.replay_from_start {
@@ -220,8 +223,8 @@ async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64
     }
 }
 
-/// Sends one delivered message into the pool (to the worker owning its key), or an
-/// undecodable one to the dead-letter subject; then answers the asks it unblocked.
+/// Sends one delivered message into the pool (to the worker owning its key), or notes an
+/// undecodable one as a dead letter; then answers the asks it unblocked.
 async fn deliver<W: Remote>(
     shared: &Shared<W>,
     p: u32,
@@ -232,39 +235,27 @@ async fn deliver<W: Remote>(
     let sequence = msg.info().map_err(nats)?.stream_sequence;
     match postcard::from_bytes::<Record<W::Wire>>(&msg.payload) {
         Ok(record) => {
-            let delivery = Delivery {
-                partition: p,
-                sequence,
-                epoch,
+            let receipt = Receipt {
+                letters: shared.dead.clone(),
+                payload: msg.payload.clone(),
             };
+            let delivery = Delivery::with_receipt(p, sequence, epoch, receipt);
             shared
                 .pool
                 .send_async(&record.key[..], W::delivered(record.msg, delivery))
                 .await
                 .map_err(|e| NatsError::Remote(e.to_string()))?;
         }
-        Err(_) => dead_letter(shared, p, sequence, msg.payload.clone()).await?,
+        Err(_) => shared.dead.push(Letter {
+            partition: p,
+            sequence,
+            payload: msg.payload.clone(),
+            reason: Reason::Undecodable,
+        }),
     }
     progress.sent = progress.sent.max(sequence);
     answer_ready(shared, progress);
     Ok(())
-}
-
-/// Publishes an undecodable message to the dead-letter subject, with where it came from.
-async fn dead_letter<W: Remote>(
-    shared: &Shared<W>,
-    p: u32,
-    sequence: u64,
-    payload: bytes::Bytes,
-) -> Result<(), NatsError> {
-    let mut headers = HeaderMap::new();
-    headers.insert("Corelane-Partition", p.to_string().as_str());
-    headers.insert("Corelane-Sequence", sequence.to_string().as_str());
-    shared
-        .nats
-        .publish_with_headers(shared.topology.dead_letter_subject(), headers, payload)
-        .await
-        .map_err(nats)
 }
 
 /// Sends every waiting ask whose sequence was sent into the pool; each is answered by a task
@@ -296,7 +287,8 @@ fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress<W::Wire>)
 }
 
 /// Commits what the workers applied: waits until every message sent into the pool is handled
-/// (a flush), then writes the offset with a compare-and-set on its revision. A refused write
+/// (a flush), publishes the dead letters among them, then writes the offset with a
+/// compare-and-set on its revision. A refused write
 /// means another node took the partition over: the runner stops. Returns the new offset and
 /// its revision (the old ones when there was nothing to commit).
 async fn commit<W: Remote>(
@@ -314,6 +306,12 @@ async fn commit<W: Remote>(
         .await
         .map_err(|e| NatsError::Remote(e.to_string()))?
         .map_err(NatsError::Stopped)?;
+    let letters = shared.dead.take(p, sent);
+    if !letters.is_empty() {
+        let topology = &shared.topology;
+        let subject = topology.dead_letter_subject();
+        dead::publish(&shared.js, topology.prefix(), &subject, letters).await?;
+    }
     let next = Offset {
         epoch: committed.epoch,
         applied: sent,

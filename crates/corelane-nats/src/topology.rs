@@ -41,7 +41,8 @@ const SETUP_PATIENCE: Duration = Duration::from_secs(15);
 /// hash (XXH3 over the key's bytes), the same on every machine. Ownership lives in three
 /// key-value buckets: `{prefix}_nodes` (live nodes, entries expire after the lease TTL),
 /// `{prefix}_leases` (one lease per partition, same TTL) and `{prefix}_offsets` (per partition:
-/// the owner's epoch and the last stream sequence its workers applied).
+/// the owner's epoch and the last stream sequence its workers applied). Messages that could not
+/// be applied go to the stream `{prefix}_dead` ([`Topology::dead_letter_subject`]).
 #[derive(Debug, Clone)]
 pub struct Topology {
     prefix: String,
@@ -127,7 +128,13 @@ impl Topology {
     pub(crate) fn ask_subject(&self, partition: u32) -> String {
         format!("{}.ask.{partition}", self.prefix)
     }
-    /// Where undecodable messages go, with their partition and sequence in headers.
+    /// The deployment's name.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Where messages that could not be applied go (undecodable, or their handler panicked):
+    /// the subject of the stream `{prefix}_dead`, with headers `Corelane-Partition`,
+    /// `Corelane-Sequence` and `Corelane-Reason` (`undecodable`, `handler panicked`).
     pub fn dead_letter_subject(&self) -> String {
         format!("{}.dead", self.prefix)
     }
@@ -165,6 +172,15 @@ impl Topology {
             .await
             .map_err(nats)?;
         }
+        js.get_or_create_stream(stream::Config {
+            name: self.bucket("dead"),
+            subjects: vec![self.dead_letter_subject()],
+            num_replicas: self.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
         for (what, ttl) in [
             ("nodes", self.lease_ttl),
             ("leases", self.lease_ttl),

@@ -80,9 +80,9 @@ pub mod prelude {
     // No `Error` or `Result` here: they would clash with `anyhow`'s or the user's own. The error
     // types keep their prefixed names; `corelane::Error` is one path away.
     pub use crate::worker::{
-        spawn, AskError, BoxError, Context, Dispatch, Idle, Outbox, Outcome, Overflow, Placement,
-        Reply, RestartPolicy, SendError, Worker, WorkerConfig, WorkerHandle, WorkerMetrics,
-        WorkerReport, WorkerState,
+        spawn, AskError, BoxError, Context, Dispatch, Idle, Outbox, Outcome, Overflow, PanicAction,
+        Placement, Reply, RestartPolicy, SendError, Worker, WorkerConfig, WorkerHandle,
+        WorkerMetrics, WorkerReport, WorkerState,
     };
     pub use crate::worker::{
         BatchingProducer, Counters, Latency, Pool, PoolMetrics, Producer, ShutdownReport, Totals,

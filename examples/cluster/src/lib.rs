@@ -43,10 +43,13 @@ pub enum Msg {
 pub type Log = Arc<Mutex<LineWriter<File>>>;
 
 /// The counter worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Counter {
     /// The log of applied events, if any.
     pub log: Option<Log>,
+    /// A key whose every event makes the handler panic (a handler bug, to watch the node
+    /// publish those events to the dead-letter stream while the partition goes on).
+    pub panic_on: Option<String>,
 }
 
 /// A worker's counts, and each key's partition.
@@ -66,6 +69,9 @@ impl Worker for Counter {
     fn handle(&mut self, counts: &mut Counts, msg: Msg, _: &mut Context<'_, Self>) {
         match msg {
             Msg::Apply(event, at) => {
+                if self.panic_on.as_ref() == Some(&event.key) {
+                    panic!("cannot count {:?} (event {})", event.key, event.n);
+                }
                 counts
                     .per_key
                     .entry(event.key.clone())
@@ -83,6 +89,11 @@ impl Worker for Counter {
             Msg::Count(key, reply) => reply.send(counts.per_key.get(&key).map_or(0, |c| c.1)),
             Msg::Forget(p) => counts.per_key.retain(|_, (partition, _)| *partition != p),
         }
+    }
+
+    /// The handler panics only before it changes anything: the counts stay.
+    fn on_panic(&mut self, _: &mut Counts, _: &str, _: &mut Context<'_, Self>) -> PanicAction {
+        PanicAction::Keep
     }
 }
 

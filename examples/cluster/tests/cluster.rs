@@ -24,6 +24,7 @@ fn deployment(cluster: &Cluster, logs: &Scratch, prefix: &str) -> Deployment {
         lease_ttl: Duration::from_secs(2),
         logs: logs.0.clone(),
         from_offset: true,
+        panic_on: None,
     }
 }
 
@@ -397,4 +398,76 @@ fn an_ask_reads_its_own_write_and_an_undecodable_message_goes_to_the_dead_letter
 async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
     use futures_util::StreamExt;
     sub.next().await.expect("the subscription is open")
+}
+
+#[test]
+fn events_whose_handler_always_panics_go_to_the_dead_letters_and_their_partition_goes_on() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let mut d = deployment(&cluster, &logs, "poison");
+    let poison = "key-0";
+    d.panic_on = Some(poison.into());
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    let mut sent = publish(&rt, &client, 10, Duration::from_millis(20), |_| {});
+    let rounds = sent.remove(poison).expect("the key was sent");
+    // Every other key, its partition's included, is applied in order after the panics.
+    let applied = check(&[&a], &sent, Duration::from_secs(60));
+    assert!(!applied.per_key.contains_key(poison));
+    let letters = rt.block_on(dead_letters(&d, rounds as usize));
+    let partition = client
+        .topology()
+        .partition_of(poison.as_bytes())
+        .to_string();
+    let mut seen = Vec::new();
+    for (headers, payload) in letters {
+        assert_eq!(
+            headers.get("Corelane-Reason").map(|v| v.as_str()),
+            Some("handler panicked")
+        );
+        assert_eq!(
+            headers.get("Corelane-Partition").map(|v| v.as_str()),
+            Some(partition.as_str())
+        );
+        // The stream message as published: the key's bytes, then the event.
+        let (key, event): (Vec<u8>, Event) = postcard::from_bytes(&payload).unwrap();
+        assert_eq!((&key[..], event.key.as_str()), (poison.as_bytes(), poison));
+        seen.push(event.n);
+    }
+    assert_eq!(
+        seen,
+        (0..rounds).collect::<Vec<_>>(),
+        "one letter per event, in order"
+    );
+}
+
+/// The first `count` messages of the deployment's dead-letter stream (waiting up to 30 s for
+/// them), with their headers; panics if the stream holds more.
+async fn dead_letters(d: &Deployment, count: usize) -> Vec<(async_nats::HeaderMap, bytes::Bytes)> {
+    let first = d.servers.split(',').next().unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(first).await.unwrap());
+    let mut stream = js.get_stream(format!("{}_dead", d.prefix)).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let held = stream.info().await.unwrap().state.messages as usize;
+        if held >= count {
+            assert_eq!(held, count, "no more dead letters than failed events");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{held} of {count} dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = Vec::new();
+    for sequence in 1..=count as u64 {
+        let msg = stream.get_raw_message(sequence).await.unwrap();
+        out.push((msg.headers, msg.payload));
+    }
+    out
 }

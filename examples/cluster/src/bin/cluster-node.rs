@@ -1,9 +1,10 @@
 //! `cluster-node --id NAME [--servers URLS] [--prefix NAME] [--partitions P] [--replicas R]
-//! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset]`: runs one node of the keyed
-//! counter until
-//! Ctrl-C or SIGTERM (then hands its partitions over at once), printing the partitions it owns
-//! whenever they change. A partition it takes is replayed from its start (the counts live only
-//! in memory); with `--from-offset`, from after the last committed offset instead.
+//! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset] [--panic-on KEY]`: runs one
+//! node of the keyed counter until Ctrl-C or SIGTERM (then hands its partitions over at once),
+//! printing the partitions it owns whenever they change. A partition it takes is replayed from
+//! its start (the counts live only in memory); with `--from-offset`, from after the last
+//! committed offset instead. With `--panic-on KEY` the handler panics on every event of `KEY`
+//! (a bug, to watch those events go to the dead-letter stream `{prefix}_dead`).
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ struct Args {
     workers: usize,
     log: Option<String>,
     from_offset: bool,
+    panic_on: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -48,6 +50,7 @@ fn args() -> Result<Args, String> {
         workers: 2,
         log: None,
         from_offset: false,
+        panic_on: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +68,7 @@ fn args() -> Result<Args, String> {
             "--workers" => out.workers = value()?.parse().map_err(|e| bad(&e))?,
             "--log" => out.log = Some(value()?),
             "--from-offset" => out.from_offset = true,
+            "--panic-on" => out.panic_on = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -94,7 +98,10 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let pool = Pool::builder()
         .workers(args.workers)
         .worker_config(|i| WorkerConfig::new().with_nth_core(i))
-        .spawn(|_| Counter { log: log.clone() })?;
+        .spawn(|_| Counter {
+            log: log.clone(),
+            panic_on: args.panic_on.clone(),
+        })?;
     let node = Node::start(
         NodeConfig {
             id: args.id.clone(),

@@ -197,6 +197,8 @@ pub struct Deployment {
     pub logs: PathBuf,
     /// Whether nodes resume a partition after its committed offset (else they replay it).
     pub from_offset: bool,
+    /// A key whose events make the nodes' handler panic.
+    pub panic_on: Option<String>,
 }
 
 impl Deployment {
@@ -224,6 +226,11 @@ impl Deployment {
             .args(["--workers", "2", "--log"])
             .arg(&log)
             .args(self.from_offset.then_some("--from-offset"))
+            .args(
+                self.panic_on
+                    .iter()
+                    .flat_map(|key| ["--panic-on", key.as_str()]),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
