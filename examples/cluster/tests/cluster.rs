@@ -260,36 +260,67 @@ fn a_node_paused_past_its_lease_is_fenced_when_it_resumes() {
     );
 }
 
-#[test]
-fn a_killed_and_restarted_nats_server_loses_nothing() {
-    if !nats_server_available() {
-        return;
-    }
+/// Which side's nats-server a test kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// The server the nodes (the consumers) are connected to.
+    Nodes,
+    /// The server the client publishing the events is connected to.
+    Producer,
+}
+
+/// Nodes connected to one server, the producer to another; kills `side`'s server with SIGKILL
+/// mid-stream and restarts it later. Nothing may be lost or reordered; reports how long
+/// publishing stalled.
+fn kill_a_server(side: Side, prefix: &str) {
     let mut cluster = Cluster::start();
     let logs = Scratch::new("logs");
-    let d = deployment(&cluster, &logs, "servers");
-    let (rt, client) = client(&d);
-    let a = d.node("a");
-    let b = d.node("b");
+    let on = |server: usize| Deployment {
+        servers: cluster.servers[server].url(),
+        ..deployment(&cluster, &logs, prefix)
+    };
+    let (nodes, producer) = (on(1), on(0));
+    let (rt, client) = client(&producer);
+    let a = nodes.node("a");
+    let b = nodes.node("b");
     common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
-    // Clients and nodes connect to the first URL: kill that server mid-stream, restart it later.
-    let mut down = None;
+    let victim = if side == Side::Nodes { 1 } else { 0 };
+    let (mut down, mut round_started, mut stall) = (None, Instant::now(), Duration::ZERO);
     let sent = publish(&rt, &client, 50, Duration::from_millis(20), |n| {
+        stall = stall.max(round_started.elapsed());
+        round_started = Instant::now();
         if n == 10 {
-            cluster.servers[0].kill();
+            cluster.servers[victim].kill();
             down = Some(Instant::now());
         }
         if n == 30 {
-            cluster.servers[0].start();
+            cluster.servers[victim].start();
         }
     });
     let applied = check(&[&a, &b], &sent, Duration::from_secs(90));
     eprintln!(
-        "server kill: {} events, {} applied twice, all applied {:?} after the kill",
+        "{side:?} server kill: {} events, {} applied twice, longest publish round {stall:?}, \
+         all applied {:?} after the kill",
         KEYS as u64 * 50,
         applied.duplicates(),
         down.unwrap().elapsed()
     );
+}
+
+#[test]
+fn the_nodes_nats_server_killed_and_restarted_loses_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    kill_a_server(Side::Nodes, "consumers");
+}
+
+#[test]
+fn the_producers_nats_server_killed_and_restarted_loses_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    kill_a_server(Side::Producer, "producer");
 }
 
 #[test]
