@@ -6,8 +6,10 @@
 //! deployment of 4 partitions, then times, from a connected client on, how long until every
 //! event was applied: by a corelane node (taking the partitions' leases, 2 workers counting per
 //! key, offsets committed every 50 ms), and by one ordered consumer per partition decoding each
-//! event and counting it per key (the plain consumer). Rounds alternate; the table gives
-//! medians.
+//! event and counting it per key (the plain consumer). Each round runs both, the first one
+//! alternating from round to round; the table gives medians, and the median of the rounds'
+//! ratios. The node's rate includes taking the partitions over (leases, epochs, consumers): the
+//! time to its first applied event is reported beside it.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 const EVENTS: usize = 200_000;
 const KEYS: usize = 1_000;
 const PARTITIONS: u32 = 4;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Event {
@@ -72,9 +74,10 @@ struct Record {
     msg: Event,
 }
 
-/// When a round began, when a tenth of its events were applied, and when all were.
+/// When a round began, when its first event was applied, when a tenth were, and when all were.
 struct Timing {
     started: Instant,
+    first: Instant,
     tenth: Instant,
     done: Instant,
 }
@@ -124,34 +127,51 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let (mut ours, mut plain) = (Vec::new(), Vec::new());
-    let (mut ours_steady, mut plain_steady) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let t = corelane_round(&rt, &url, round);
-        ours.push(t.rate());
-        ours_steady.push(t.steady_rate());
-        let t = plain_round(&rt, &url, round);
-        plain.push(t.rate());
-        plain_steady.push(t.steady_rate());
+        if round % 2 == 0 {
+            ours.push(corelane_round(&rt, &url, round));
+            plain.push(plain_round(&rt, &url, round));
+        } else {
+            plain.push(plain_round(&rt, &url, round));
+            ours.push(corelane_round(&rt, &url, round));
+        }
     }
     let _ = std::fs::remove_dir_all(&store);
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ours, plain) = (median(&mut ours), median(&mut plain));
-    let (ours_steady, plain_steady) = (median(&mut ours_steady), median(&mut plain_steady));
+    report(&ours, &plain);
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Prints the table: medians of each consumer's rates, and of the per-round ratios.
+fn report(ours: &[Timing], plain: &[Timing]) {
+    let of = |t: &[Timing], f: fn(&Timing) -> f64| median(t.iter().map(f).collect());
+    let ratio =
+        |f: fn(&Timing) -> f64| median(ours.iter().zip(plain).map(|(o, p)| f(o) / f(p)).collect());
+    let first = |t: &[Timing]| of(t, |t| (t.first - t.started).as_secs_f64() * 1e3);
     println!(
-        "## NATS JetStream end to end: {EVENTS} events over {KEYS} keys, {PARTITIONS} partitions, R1"
+        "## NATS JetStream end to end: {EVENTS} events over {KEYS} keys, {PARTITIONS} partitions, R1, {ROUNDS} rounds"
     );
-    println!("| consumer | events/s, start to end | events/s, from 10% applied to the end |");
-    println!("|---|---|---|");
+    println!("| consumer | events/s, start to end | events/s, from 10% applied to the end | first event applied after |");
+    println!("|---|---|---|---|");
     println!(
-        "| plain async-nats, one ordered consumer per partition | {plain:.0} | {plain_steady:.0} |"
+        "| plain async-nats, one ordered consumer per partition | {:.0} | {:.0} | {:.1} ms |",
+        of(plain, Timing::rate),
+        of(plain, Timing::steady_rate),
+        first(plain)
     );
     println!(
-        "| corelane-nats node, 2 workers | {ours:.0} ({:.2}x) | {ours_steady:.0} ({:.2}x) |",
-        ours / plain,
-        ours_steady / plain_steady
+        "| corelane-nats node, 2 workers | {:.0} | {:.0} | {:.1} ms |",
+        of(ours, Timing::rate),
+        of(ours, Timing::steady_rate),
+        first(ours)
+    );
+    println!(
+        "| ratio (median of the rounds' ratios) | {:.2}x | {:.2}x | |",
+        ratio(Timing::rate),
+        ratio(Timing::steady_rate)
     );
 }
 
@@ -196,6 +216,10 @@ fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timi
     // From here, as for the plain consumer: connected, the deployment found.
     let started = Instant::now();
     let applied = || pool.metrics().total().counters.processed;
+    while applied() == 0 {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let first = Instant::now();
     while applied() < (EVENTS / 10) as u64 {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -208,6 +232,7 @@ fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timi
     pool.shutdown().unwrap();
     Timing {
         started,
+        first,
         tenth,
         done,
     }
@@ -223,10 +248,11 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
         let started = Instant::now();
         let applied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tenth = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let first = std::sync::Arc::new(std::sync::Mutex::new(None));
         let tasks: Vec<_> = (0..PARTITIONS)
             .map(|p| {
                 let (js, nats, prefix) = (js.clone(), nats.clone(), prefix.clone());
-                let (applied, tenth) = (applied.clone(), tenth.clone());
+                let (applied, tenth, first) = (applied.clone(), tenth.clone(), first.clone());
                 tokio::spawn(async move {
                     let stream = js.get_stream(format!("{prefix}_p{p}")).await.unwrap();
                     let pending = stream.cached_info().state.messages;
@@ -246,6 +272,9 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
                         *counts.entry(record.msg.key).or_default() += 1;
                         seen += 1;
                         let all = applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if all == 1 {
+                            *first.lock().unwrap() = Some(Instant::now());
+                        }
                         if all == EVENTS / 10 {
                             *tenth.lock().unwrap() = Some(Instant::now());
                         }
@@ -258,8 +287,10 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
         }
         let done = Instant::now();
         let tenth = tenth.lock().unwrap().expect("a tenth was applied");
+        let first = first.lock().unwrap().expect("one was applied");
         Timing {
             started,
+            first,
             tenth,
             done,
         }
