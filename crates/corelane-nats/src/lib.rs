@@ -68,10 +68,12 @@ mod dead;
 mod error;
 mod node;
 mod partition;
+mod snapshot;
 mod topology;
 mod wire;
 
 pub use client::{Client, Published};
 pub use error::NatsError;
 pub use node::{Delivery, Node, NodeConfig, Remote};
+pub use snapshot::{KeyState, Snapshot};
 pub use topology::Topology;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, object_store};
 use corelane_worker::{Pool, Reply, Worker};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::dead::{DeadLetters, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::partition::{self, Owned};
-use crate::Topology;
+use crate::{KeyState, Snapshot, Topology};
 
 /// How a [`Worker`] is reached through NATS: what its messages are on the wire, and how a
 /// delivered message or an ask becomes one of its messages. The worker itself is unchanged.
@@ -47,6 +47,27 @@ pub trait Remote: Worker {
     /// The default sends nothing.
     fn revoked(partition: u32) -> Option<Self::Message> {
         let _ = partition;
+        None
+    }
+
+    /// A message asking a worker for the state it holds for `partition`'s keys, answered with a
+    /// [`Snapshot`] through `reply`. With [`Topology::with_snapshot_interval`], the owner asks
+    /// every worker at one point of the partition's delivery (each answers after handling what
+    /// came before), stores the parts as one object with the stream sequence they cover, and
+    /// makes it current with its next commit (refused once another node took over). The default
+    /// sends nothing: no snapshots.
+    fn snapshot(partition: u32, reply: Reply<Snapshot>) -> Option<Self::Message> {
+        let _ = (partition, reply);
+        None
+    }
+
+    /// A message giving one key's state from the current snapshot of a partition this node
+    /// takes: sent to the worker owning the key, after [`Remote::assigned`] and before any of
+    /// the partition's messages, which then resume after [`KeyState::covers`]. Return a message
+    /// for every key or for none; the default sends nothing, and delivery then starts as if
+    /// there were no snapshot.
+    fn restore(state: KeyState) -> Option<Self::Message> {
+        let _ = state;
         None
     }
 }
@@ -141,11 +162,12 @@ pub struct NodeConfig {
     pub servers: String,
     /// The deployment.
     pub topology: Topology,
-    /// Whether a partition this node takes is delivered again from its first message, so that
-    /// the workers rebuild its state by replaying it (their state lives only in memory), or
-    /// from after the last committed offset (`false`: the state lives elsewhere, or
-    /// [`Remote::assigned`] restores it from a snapshot). Either way each key's messages
-    /// arrive in order.
+    /// Where delivery starts in a partition this node takes that has no snapshot its workers
+    /// restore ([`Remote::restore`]; with one, right after what it covers): from the first
+    /// message, so that the workers rebuild the state by replaying it (it lives only in
+    /// memory), or (`false`) after the last committed offset (the state lives elsewhere).
+    /// Either way each key's messages arrive in order. A snapshot that cannot be read is
+    /// replaced by a replay from the first message.
     pub replay_from_start: bool,
 }
 
@@ -166,6 +188,12 @@ pub(crate) struct Shared<W: Remote> {
     pub(crate) fenced: AtomicU64,
     /// Messages that could not be applied, published by their partition's next commit.
     pub(crate) dead: Arc<DeadLetters>,
+    /// The deployment's snapshot bucket.
+    pub(crate) snapshots: object_store::ObjectStore,
+    /// Snapshots this node made current ([`Node::snapshots`]).
+    pub(crate) snapshots_stored: AtomicU64,
+    /// Snapshots it could not store or read ([`Node::snapshot_failures`]).
+    pub(crate) snapshot_failures: AtomicU64,
 }
 
 /// A running node: see the module docs. [`Node::stop`] hands its partitions over at once.
@@ -226,6 +254,17 @@ impl<W: Remote> Node<W> {
         self.shared.fenced.load(Ordering::Relaxed)
     }
 
+    /// How many snapshots this node stored and made current (see [`Remote::snapshot`]).
+    pub fn snapshots(&self) -> u64 {
+        self.shared.snapshots_stored.load(Ordering::Relaxed)
+    }
+
+    /// How many snapshots this node could not store (the partition's current one stayed) or
+    /// read when taking a partition (it was replayed from its first message instead).
+    pub fn snapshot_failures(&self) -> u64 {
+        self.shared.snapshot_failures.load(Ordering::Relaxed)
+    }
+
     /// The local pool.
     pub fn pool(&self) -> &Pool<W> {
         &self.shared.pool
@@ -259,6 +298,10 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
     let client = crate::error::connect(&cfg.servers).await?;
     let js = jetstream::new(client.clone());
     cfg.topology.setup(&js).await?;
+    let snapshots = js
+        .get_object_store(cfg.topology.bucket("snapshots"))
+        .await
+        .map_err(nats)?;
     let store = |what: &str| js.get_key_value(cfg.topology.bucket(what));
     let (leases, nodes, offsets) = (
         store("leases").await.map_err(nats)?,
@@ -278,6 +321,9 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
         owned: Mutex::new(BTreeSet::new()),
         fenced: AtomicU64::new(0),
         dead: Arc::default(),
+        snapshots,
+        snapshots_stored: AtomicU64::new(0),
+        snapshot_failures: AtomicU64::new(0),
     })
 }
 

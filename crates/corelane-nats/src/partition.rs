@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::dead::{self, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::node::{lease_key, Remote, Shared, Task};
+use crate::snapshot::{self, Requested, Restore};
 use crate::wire::{AnswerFrame, AskFrame, Offset, Record};
 use crate::Delivery;
 
@@ -85,6 +86,21 @@ struct Progress<M> {
     sent: u64,
     /// Asks waiting for a sequence to be applied.
     waiting: Vec<Waiting<M>>,
+    /// When the last snapshot was asked for; `None` when the workers keep none.
+    snapshot_asked: Option<tokio::time::Instant>,
+}
+
+impl<M> Progress<M> {
+    /// This owner's epoch.
+    fn epoch(&self) -> u64 {
+        self.committed.epoch
+    }
+}
+
+/// A partition's open sources: its messages and its asks.
+struct Sources {
+    messages: push::Ordered,
+    asks: async_nats::Subscriber,
 }
 
 async fn run<W: Remote>(
@@ -92,72 +108,139 @@ async fn run<W: Remote>(
     p: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), NatsError> {
-    let (committed, revision) = take_over(&shared, p).await?;
+    let (mut progress, mut sources) = open(&shared, p).await?;
+    let ended = deliver_until_stopped(&shared, p, &mut progress, &mut sources, &mut stop).await;
+    if ended.is_ok() {
+        // A graceful stop: what was applied, and a snapshot of it, are handed over.
+        let requested = ask_snapshot(&shared, p, &mut progress, true).await;
+        let done = commit(
+            shared.clone(),
+            p,
+            progress.committed.clone(),
+            progress.revision,
+            progress.sent,
+            requested,
+        )
+        .await;
+        finish_commit(Ok(done), &mut progress)?;
+    }
+    notify(&shared, || W::revoked(p)).await;
+    ended
+}
+
+/// Takes the partition over, restores its snapshot (if any, and the workers restore), and opens
+/// its messages from where delivery resumes, and its asks.
+async fn open<W: Remote>(
+    shared: &Arc<Shared<W>>,
+    p: u32,
+) -> Result<(Progress<W::Wire>, Sources), NatsError> {
+    let (committed, revision) = take_over(shared, p).await?;
     // Letters left by an earlier runner of this partition that did not commit them: their
     // messages come again.
     shared.dead.discard(p);
     let epoch = committed.epoch;
-    // Delivery resumes after this sequence: the last committed one, or 0 to replay.
-    let resume_after = if shared.replay_from_start {
-        0
-    } else {
-        committed.applied
-    };
-    notify(&shared, || W::assigned(p, epoch)).await;
-    let mut messages = consume(&shared, p, resume_after).await?;
-    let mut asks = shared
+    notify(shared, || W::assigned(p, epoch)).await;
+    let resume_after = resume_point(shared, p, &committed).await?;
+    let messages = consume(shared, p, resume_after).await?;
+    let asks = shared
         .nats
         .subscribe(shared.topology.ask_subject(p))
         .await
         .map_err(nats)?;
-    let mut progress = Progress {
+    let progress = Progress {
         committed,
         revision,
         sent: resume_after,
         waiting: Vec::new(),
+        snapshot_asked: Some(tokio::time::Instant::now()),
     };
+    Ok((progress, Sources { messages, asks }))
+}
+
+/// The sequence delivery resumes after: what the current snapshot covers once the workers
+/// restored it; else 0 (replay) or the last commit, as configured. A snapshot that cannot be
+/// read (none of it was given to the workers) is replaced by a replay from the start.
+async fn resume_point<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    committed: &Offset,
+) -> Result<u64, NatsError> {
+    if let Some(current) = &committed.snapshot {
+        match snapshot::restore(shared, p, current).await {
+            Ok(true) => return Ok(current.covers),
+            Ok(false) => {}
+            Err(Restore::Unreadable) => {
+                shared.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                return Ok(0);
+            }
+            Err(Restore::Stopped(e)) => return Err(e),
+        }
+    }
+    Ok(if shared.replay_from_start {
+        0
+    } else {
+        committed.applied
+    })
+}
+
+/// Delivers the partition's messages into the pool, answers its asks and commits, until a
+/// stop (`Ok`) or a failure.
+async fn deliver_until_stopped<W: Remote>(
+    shared: &Arc<Shared<W>>,
+    p: u32,
+    progress: &mut Progress<W::Wire>,
+    sources: &mut Sources,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), NatsError> {
     let mut commits = tokio::time::interval(shared.topology.commit_interval());
     // At most one commit in flight; delivery goes on meanwhile.
     let mut committing: Option<Commit> = None;
     let ended = loop {
         tokio::select! {
-            msg = messages.next() => match msg {
-                Some(Ok(msg)) => deliver(&shared, p, epoch, msg, &mut progress).await?,
+            msg = sources.messages.next() => match msg {
+                Some(Ok(msg)) => deliver(shared, p, msg, progress).await?,
                 Some(Err(e)) => break Err(nats(e)),
                 None => break Ok(()),
             },
-            Some(request) = asks.next() => {
+            Some(request) = sources.asks.next() => {
                 progress.waiting.extend(Waiting::new(request));
-                answer_ready(&shared, &mut progress);
+                answer_ready(shared, progress);
             }
             _ = commits.tick(), if committing.is_none() => {
-                committing = Some(start_commit(&shared, p, &progress));
+                let requested = ask_snapshot(shared, p, progress, false).await;
+                committing = Some(start_commit(shared, p, progress, requested));
             }
             Some(done) = OptionFuture::from(committing.as_mut().map(|c| &mut c.0)) => {
                 committing = None;
-                finish_commit(done, &mut progress)?;
+                finish_commit(done, progress)?;
             }
             _ = stop.changed() => break Ok(()),
         }
     };
     if let Some(mut in_flight) = committing.take() {
-        finish_commit((&mut in_flight.0).await, &mut progress)?;
+        finish_commit((&mut in_flight.0).await, progress)?;
     }
-    if ended.is_ok() {
-        finish_commit(
-            Ok(commit(
-                shared.clone(),
-                p,
-                progress.committed,
-                progress.revision,
-                progress.sent,
-            )
-            .await),
-            &mut progress,
-        )?;
-    }
-    notify(&shared, || W::revoked(p)).await;
     ended
+}
+
+/// Asks every worker for its part of a snapshot at this point of the delivery, if snapshots are
+/// on, the workers keep them, something was delivered since the current one, and the interval
+/// passed (or `now`).
+async fn ask_snapshot<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    progress: &mut Progress<W::Wire>,
+    now: bool,
+) -> Option<Requested> {
+    let interval = shared.topology.snapshot_interval()?;
+    let asked = progress.snapshot_asked?;
+    let covered = progress.committed.snapshot.as_ref().map_or(0, |s| s.covers);
+    if progress.sent <= covered || (!now && asked.elapsed() < interval) {
+        return None;
+    }
+    let requested = snapshot::request(shared, p, progress.sent).await;
+    progress.snapshot_asked = requested.as_ref().map(|_| tokio::time::Instant::now());
+    requested
 }
 
 /// The partition's messages after sequence `after`, in order, from an ordered consumer.
@@ -197,7 +280,7 @@ async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64
             let old: Offset = postcard::from_bytes(&entry.value)?;
             let next = Offset {
                 epoch: old.epoch + 1,
-                applied: old.applied,
+                ..old
             };
             let bytes = postcard::to_stdvec(&next)?;
             let revision = shared
@@ -210,7 +293,7 @@ async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64
         _ => {
             let next = Offset {
                 epoch: 1,
-                applied: 0,
+                ..Offset::default()
             };
             let bytes = postcard::to_stdvec(&next)?;
             let revision = shared
@@ -228,7 +311,6 @@ async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64
 async fn deliver<W: Remote>(
     shared: &Shared<W>,
     p: u32,
-    epoch: u64,
     msg: async_nats::jetstream::Message,
     progress: &mut Progress<W::Wire>,
 ) -> Result<(), NatsError> {
@@ -239,7 +321,7 @@ async fn deliver<W: Remote>(
                 letters: shared.dead.clone(),
                 payload: msg.payload.clone(),
             };
-            let delivery = Delivery::with_receipt(p, sequence, epoch, receipt);
+            let delivery = Delivery::with_receipt(p, sequence, progress.epoch(), receipt);
             shared
                 .pool
                 .send_async(&record.key[..], W::delivered(record.msg, delivery))
@@ -287,18 +369,19 @@ fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress<W::Wire>)
 }
 
 /// Commits what the workers applied: waits until every message sent into the pool is handled
-/// (a flush), publishes the dead letters among them, then writes the offset with a
-/// compare-and-set on its revision. A refused write
-/// means another node took the partition over: the runner stops. Returns the new offset and
-/// its revision (the old ones when there was nothing to commit).
+/// (a flush), publishes the dead letters among them, stores the snapshot asked for (if any),
+/// then writes the offset with a compare-and-set on its revision. A refused write means another
+/// node took the partition over: the runner stops. Returns the new offset and its revision (the
+/// old ones when there was nothing to commit).
 async fn commit<W: Remote>(
     shared: Arc<Shared<W>>,
     p: u32,
     committed: Offset,
     revision: u64,
     sent: u64,
+    requested: Option<Requested>,
 ) -> Result<(Offset, u64), NatsError> {
-    if sent <= committed.applied {
+    if sent <= committed.applied && requested.is_none() {
         return Ok((committed, revision));
     }
     let pool = shared.pool.clone();
@@ -312,9 +395,21 @@ async fn commit<W: Remote>(
         let subject = topology.dead_letter_subject();
         dead::publish(&shared.js, topology.prefix(), &subject, letters).await?;
     }
+    // A snapshot that cannot be stored (too large for the bucket, say) leaves the current one.
+    let snapshot = match requested {
+        Some(requested) => match snapshot::store(&shared, p, committed.epoch, requested).await {
+            Ok(stored) => Some(stored),
+            Err(_) => {
+                shared.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                committed.snapshot.clone()
+            }
+        },
+        None => committed.snapshot.clone(),
+    };
     let next = Offset {
         epoch: committed.epoch,
-        applied: sent,
+        applied: sent.max(committed.applied),
+        snapshot,
     };
     let bytes = postcard::to_stdvec(&next)?;
     match shared
@@ -322,7 +417,15 @@ async fn commit<W: Remote>(
         .update(lease_key(p), bytes.into(), revision)
         .await
     {
-        Ok(revision) => Ok((next, revision)),
+        Ok(revision) => {
+            if committed.snapshot != next.snapshot {
+                shared.snapshots_stored.fetch_add(1, Ordering::Relaxed);
+                if let Some(old) = &committed.snapshot {
+                    snapshot::discard(&shared, old).await;
+                }
+            }
+            Ok((next, revision))
+        }
         Err(_) => {
             shared.fenced.fetch_add(1, Ordering::Relaxed);
             Err(NatsError::Fenced {
@@ -333,18 +436,21 @@ async fn commit<W: Remote>(
     }
 }
 
-/// Starts a commit of what was sent so far, off the delivery path.
+/// Starts a commit of what was sent so far (and of the snapshot asked for), off the delivery
+/// path.
 fn start_commit<W: Remote>(
     shared: &Arc<Shared<W>>,
     p: u32,
     progress: &Progress<W::Wire>,
+    requested: Option<Requested>,
 ) -> Commit {
     Commit(tokio::spawn(commit(
         shared.clone(),
         p,
-        progress.committed,
+        progress.committed.clone(),
         progress.revision,
         progress.sent,
+        requested,
     )))
 }
 

@@ -42,7 +42,8 @@ const SETUP_PATIENCE: Duration = Duration::from_secs(15);
 /// key-value buckets: `{prefix}_nodes` (live nodes, entries expire after the lease TTL),
 /// `{prefix}_leases` (one lease per partition, same TTL) and `{prefix}_offsets` (per partition:
 /// the owner's epoch and the last stream sequence its workers applied). Messages that could not
-/// be applied go to the stream `{prefix}_dead` ([`Topology::dead_letter_subject`]).
+/// be applied go to the stream `{prefix}_dead` ([`Topology::dead_letter_subject`]); snapshots
+/// to the object store `{prefix}_snapshots`.
 #[derive(Debug, Clone)]
 pub struct Topology {
     prefix: String,
@@ -50,6 +51,7 @@ pub struct Topology {
     replicas: usize,
     lease_ttl: Duration,
     commit_interval: Duration,
+    snapshot_interval: Option<Duration>,
 }
 
 impl Topology {
@@ -74,6 +76,7 @@ impl Topology {
             replicas: 1,
             lease_ttl: Duration::from_secs(3),
             commit_interval: Duration::from_millis(50),
+            snapshot_interval: None,
         })
     }
 
@@ -95,6 +98,19 @@ impl Topology {
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval.max(Duration::from_millis(1));
         self
+    }
+
+    /// How often an owner snapshots a partition whose workers keep snapshots
+    /// ([`Remote::snapshot`](crate::Remote::snapshot)), when it delivered something since the
+    /// last one. None by default.
+    pub fn with_snapshot_interval(mut self, interval: Duration) -> Self {
+        self.snapshot_interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// The snapshot interval, if snapshots are on.
+    pub fn snapshot_interval(&self) -> Option<Duration> {
+        self.snapshot_interval
     }
 
     /// The number of partitions.
@@ -177,6 +193,18 @@ impl Topology {
             subjects: vec![self.dead_letter_subject()],
             num_replicas: self.replicas,
             duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+        let snapshots = self.bucket("snapshots");
+        js.get_or_create_stream(stream::Config {
+            name: format!("OBJ_{snapshots}"),
+            subjects: vec![format!("$O.{snapshots}.C.>"), format!("$O.{snapshots}.M.>")],
+            num_replicas: self.replicas,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
             ..Default::default()
         })
         .await

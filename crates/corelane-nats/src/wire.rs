@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::SnapshotRef;
+
 /// A stream message: the key it was routed by and the user's message.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Record<W> {
@@ -20,10 +22,11 @@ pub(crate) struct AskFrame<W> {
 /// The owner's answer to an ask.
 pub(crate) type AnswerFrame<A> = Result<A, String>;
 
-/// What the offsets bucket holds per partition: the owner's epoch and the last stream sequence
-/// its workers applied.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// What the offsets bucket holds per partition: the owner's epoch, the last stream sequence its
+/// workers applied, and the current snapshot if any.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Offset {
     pub(crate) epoch: u64,
     pub(crate) applied: u64,
+    pub(crate) snapshot: Option<SnapshotRef>,
 }

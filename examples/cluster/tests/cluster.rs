@@ -25,6 +25,7 @@ fn deployment(cluster: &Cluster, logs: &Scratch, prefix: &str) -> Deployment {
         logs: logs.0.clone(),
         from_offset: true,
         panic_on: None,
+        snapshot_every: None,
     }
 }
 
@@ -429,6 +430,53 @@ fn an_ask_reads_its_own_write_and_an_undecodable_message_goes_to_the_dead_letter
 async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
     use futures_util::StreamExt;
     sub.next().await.expect("the subscription is open")
+}
+
+#[test]
+fn a_node_taking_over_starts_from_the_last_snapshot_instead_of_replaying() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = Deployment {
+        // Without a snapshot a taking node would replay every partition from its start.
+        from_offset: false,
+        snapshot_every: Some(Duration::from_millis(200)),
+        ..deployment(&cluster, &logs, "snap")
+    };
+    let (rt, client) = client(&d);
+    let mut a = d.node("a");
+    common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    let rounds = 20;
+    let sent = publish(&rt, &client, rounds, Duration::from_millis(10), |_| {});
+    check(&[&a], &sent, Duration::from_secs(60));
+    // Several snapshot intervals after the last event: every partition's snapshot covers all.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(a.said("a snapshots"), "node a stored no snapshot");
+    a.kill();
+    let b = d.node("b");
+    common::wait_for_full_ownership(&[&b], PARTITIONS, Duration::from_secs(30));
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        let probe = Event {
+            key: key.clone(),
+            n: 0,
+        };
+        let count: u64 = rt
+            .block_on(client.ask(key.as_bytes(), &probe, None, Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(count, rounds, "{key}: the restored count");
+    }
+    let replayed = Applied::read(&[b.log.as_path()]).lines;
+    eprintln!(
+        "snapshot takeover: {} events, {replayed} applied again by the new owner",
+        KEYS as u64 * rounds
+    );
+    assert!(
+        replayed < KEYS * rounds as usize / 2,
+        "{replayed} events replayed: the snapshots were not used"
+    );
 }
 
 #[test]

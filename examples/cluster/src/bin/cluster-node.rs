@@ -1,9 +1,11 @@
 //! `cluster-node --id NAME [--servers URLS] [--prefix NAME] [--partitions P] [--replicas R]
-//! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset] [--panic-on KEY]`: runs one
-//! node of the keyed counter until Ctrl-C or SIGTERM (then hands its partitions over at once),
-//! printing the partitions it owns whenever they change. A partition it takes is replayed from
-//! its start (the counts live only in memory); with `--from-offset`, from after the last
-//! committed offset instead. With `--panic-on KEY` the handler panics on every event of `KEY`
+//! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset] [--panic-on KEY]
+//! [--snapshot-ms MS]`: runs one node of the keyed counter until Ctrl-C or SIGTERM (then hands
+//! its partitions over at once), printing the partitions it owns whenever they change. A
+//! partition it takes is replayed from its start (the counts live only in memory); with
+//! `--from-offset`, from after the last committed offset instead; with `--snapshot-ms`, each
+//! owned partition's counts are snapshotted that often, and a node taking a partition starts
+//! from its last snapshot. With `--panic-on KEY` the handler panics on every event of `KEY`
 //! (a bug, to watch those events go to the dead-letter stream `{prefix}_dead`).
 
 #![forbid(unsafe_code)]
@@ -37,6 +39,7 @@ struct Args {
     log: Option<String>,
     from_offset: bool,
     panic_on: Option<String>,
+    snapshot_every: Option<Duration>,
 }
 
 fn args() -> Result<Args, String> {
@@ -51,6 +54,7 @@ fn args() -> Result<Args, String> {
         log: None,
         from_offset: false,
         panic_on: None,
+        snapshot_every: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +73,10 @@ fn args() -> Result<Args, String> {
             "--log" => out.log = Some(value()?),
             "--from-offset" => out.from_offset = true,
             "--panic-on" => out.panic_on = Some(value()?),
+            "--snapshot-ms" => {
+                let ms = value()?.parse().map_err(|e| bad(&e))?;
+                out.snapshot_every = Some(Duration::from_millis(ms));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -92,9 +100,12 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ))),
         None => None,
     };
-    let topology = Topology::new(&args.prefix, args.partitions)?
+    let mut topology = Topology::new(&args.prefix, args.partitions)?
         .with_replicas(args.replicas)
         .with_lease_ttl(args.lease_ttl);
+    if let Some(every) = args.snapshot_every {
+        topology = topology.with_snapshot_interval(every);
+    }
     let pool = Pool::builder()
         .workers(args.workers)
         .worker_config(|i| WorkerConfig::new().with_nth_core(i))
@@ -117,7 +128,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         signals.wait();
         let _ = done_tx.send(());
     });
-    let (mut shown, mut fenced) = (None, 0);
+    let (mut shown, mut fenced, mut snapshots) = (None, 0, 0);
     loop {
         let owned = node.owned();
         if shown.as_ref() != Some(&owned) {
@@ -127,6 +138,10 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if node.fenced() != fenced {
             fenced = node.fenced();
             println!("{} fenced {fenced}", args.id);
+        }
+        if node.snapshots() != snapshots {
+            snapshots = node.snapshots();
+            println!("{} snapshots {snapshots}", args.id);
         }
         if done.recv_timeout(Duration::from_millis(100)).is_ok() {
             break;

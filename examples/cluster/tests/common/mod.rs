@@ -199,14 +199,20 @@ pub struct Deployment {
     pub from_offset: bool,
     /// A key whose events make the nodes' handler panic.
     pub panic_on: Option<String>,
+    /// How often nodes snapshot their partitions (never if `None`).
+    pub snapshot_every: Option<Duration>,
 }
 
 impl Deployment {
     pub fn topology(&self) -> corelane_nats::Topology {
-        corelane_nats::Topology::new(&self.prefix, self.partitions)
+        let topology = corelane_nats::Topology::new(&self.prefix, self.partitions)
             .unwrap()
             .with_replicas(self.replicas)
-            .with_lease_ttl(self.lease_ttl)
+            .with_lease_ttl(self.lease_ttl);
+        match self.snapshot_every {
+            Some(every) => topology.with_snapshot_interval(every),
+            None => topology,
+        }
     }
 
     pub fn node(&self, id: &str) -> NodeProc {
@@ -230,6 +236,11 @@ impl Deployment {
                 self.panic_on
                     .iter()
                     .flat_map(|key| ["--panic-on", key.as_str()]),
+            )
+            .args(
+                self.snapshot_every
+                    .iter()
+                    .flat_map(|every| ["--snapshot-ms".to_string(), every.as_millis().to_string()]),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -255,6 +266,15 @@ impl Deployment {
 impl NodeProc {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether one of its lines so far starts with `prefix`.
+    pub fn said(&self, prefix: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, line)| line.starts_with(prefix))
     }
 
     /// The partitions it said it owns last, and when.
