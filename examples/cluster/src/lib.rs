@@ -56,6 +56,9 @@ pub struct Counter {
     /// A key whose every event makes the handler panic (a handler bug, to watch the node
     /// publish those events to the dead-letter stream while the partition goes on).
     pub panic_on: Option<String>,
+    /// An event (key and `n`) whose handler sleeps this long first (a slow handler, to watch a
+    /// node keep its partitions through a stall longer than its lease).
+    pub stall: Option<(String, u64, std::time::Duration)>,
 }
 
 /// A worker's counts, and each key's partition.
@@ -98,6 +101,11 @@ impl Worker for Counter {
             Msg::Apply(event, at) => {
                 if self.panic_on.as_ref() == Some(&event.key) {
                     panic!("cannot count {:?} (event {})", event.key, event.n);
+                }
+                if let Some((key, n, pause)) = &self.stall {
+                    if (key, *n) == (&event.key, event.n) {
+                        std::thread::sleep(*pause);
+                    }
                 }
                 counts
                     .per_key

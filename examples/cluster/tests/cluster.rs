@@ -26,6 +26,7 @@ fn deployment(cluster: &Cluster, logs: &Scratch, prefix: &str) -> Deployment {
         from_offset: true,
         panic_on: None,
         snapshot_every: None,
+        stall: None,
     }
 }
 
@@ -477,6 +478,37 @@ fn a_node_taking_over_starts_from_the_last_snapshot_instead_of_replaying() {
         replayed < KEYS * rounds as usize / 2,
         "{replayed} events replayed: the snapshots were not used"
     );
+}
+
+#[test]
+fn a_handler_slower_than_the_lease_costs_its_node_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = Deployment {
+        // One event's handler takes twice the 2 s lease.
+        stall: Some("key-3:5:4000".into()),
+        ..deployment(&cluster, &logs, "slow")
+    };
+    let (rt, client) = client(&d);
+    let a = d.node("a");
+    let b = d.node("b");
+    common::wait_for_full_ownership(&[&a, &b], PARTITIONS, Duration::from_secs(30));
+    let before = (a.owned().unwrap().1, b.owned().unwrap().1);
+    let started = Instant::now();
+    let sent = publish(&rt, &client, 30, Duration::from_millis(20), |_| {});
+    let applied = check(&[&a, &b], &sent, Duration::from_secs(60));
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the handler stalled"
+    );
+    // Leases are renewed off the workers' threads: no partition moved, none was fenced, and
+    // nothing was applied twice.
+    assert_eq!((a.owned().unwrap().1, b.owned().unwrap().1), before);
+    assert!(!a.said("a fenced") && !b.said("b fenced"));
+    assert_eq!(applied.duplicates(), 0);
 }
 
 #[test]

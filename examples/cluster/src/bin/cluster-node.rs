@@ -1,12 +1,13 @@
 //! `cluster-node --id NAME [--servers URLS] [--prefix NAME] [--partitions P] [--replicas R]
 //! [--lease-ttl-ms MS] [--workers N] [--log PATH] [--from-offset] [--panic-on KEY]
-//! [--snapshot-ms MS]`: runs one node of the keyed counter until Ctrl-C or SIGTERM (then hands
+//! [--snapshot-ms MS] [--stall KEY:N:MS]`: runs one node of the keyed counter until Ctrl-C or SIGTERM (then hands
 //! its partitions over at once), printing the partitions it owns whenever they change. A
 //! partition it takes is replayed from its start (the counts live only in memory); with
 //! `--from-offset`, from after the last committed offset instead; with `--snapshot-ms`, each
 //! owned partition's counts are snapshotted that often, and a node taking a partition starts
 //! from its last snapshot. With `--panic-on KEY` the handler panics on every event of `KEY`
-//! (a bug, to watch those events go to the dead-letter stream `{prefix}_dead`).
+//! (a bug, to watch those events go to the dead-letter stream `{prefix}_dead`); with
+//! `--stall KEY:N:MS` it sleeps MS milliseconds on event `N` of `KEY` (a slow handler).
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ struct Args {
     from_offset: bool,
     panic_on: Option<String>,
     snapshot_every: Option<Duration>,
+    stall: Option<(String, u64, Duration)>,
 }
 
 fn args() -> Result<Args, String> {
@@ -55,6 +57,7 @@ fn args() -> Result<Args, String> {
         from_offset: false,
         panic_on: None,
         snapshot_every: None,
+        stall: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +76,7 @@ fn args() -> Result<Args, String> {
             "--log" => out.log = Some(value()?),
             "--from-offset" => out.from_offset = true,
             "--panic-on" => out.panic_on = Some(value()?),
+            "--stall" => out.stall = Some(stall(&value()?).map_err(|e| bad(&e))?),
             "--snapshot-ms" => {
                 let ms = value()?.parse().map_err(|e| bad(&e))?;
                 out.snapshot_every = Some(Duration::from_millis(ms));
@@ -84,6 +88,18 @@ fn args() -> Result<Args, String> {
         return Err("--id is required".into());
     }
     Ok(out)
+}
+
+/// `KEY:N:MS`: the key, the event number and the pause of `--stall`.
+fn stall(spec: &str) -> Result<(String, u64, Duration), String> {
+    let usage = || format!("{spec:?} is not KEY:N:MS");
+    let mut parts = spec.rsplitn(3, ':');
+    let (Some(ms), Some(n), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(usage());
+    };
+    let n = n.parse().map_err(|_| usage())?;
+    let ms = ms.parse().map_err(|_| usage())?;
+    Ok((key.to_owned(), n, Duration::from_millis(ms)))
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -112,6 +128,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .spawn(|_| Counter {
             log: log.clone(),
             panic_on: args.panic_on.clone(),
+            stall: args.stall.clone(),
         })?;
     let node = Node::start(
         NodeConfig {

@@ -201,6 +201,8 @@ pub struct Deployment {
     pub panic_on: Option<String>,
     /// How often nodes snapshot their partitions (never if `None`).
     pub snapshot_every: Option<Duration>,
+    /// `--stall KEY:N:MS` for the nodes: a slow handler.
+    pub stall: Option<String>,
 }
 
 impl Deployment {
@@ -236,6 +238,11 @@ impl Deployment {
                 self.panic_on
                     .iter()
                     .flat_map(|key| ["--panic-on", key.as_str()]),
+            )
+            .args(
+                self.stall
+                    .iter()
+                    .flat_map(|spec| ["--stall", spec.as_str()]),
             )
             .args(
                 self.snapshot_every
