@@ -11,6 +11,12 @@
 //! again, in order (at-least-once; [`Delivery::sequence`] lets a worker drop them). Taking a
 //! partition bumps its epoch with a compare-and-set, which refuses the old owner's commits.
 //!
+//! A node that takes a partition rebuilds its state by replaying it from the start
+//! ([`NodeConfig::replay_from_start`]) or from the workers' last [`Snapshot`] and what came
+//! after ([`Remote::snapshot`], [`Remote::restore`], [`Topology::with_snapshot_interval`]).
+//! A message that does not decode, or whose handler panics while holding its [`Delivery`], goes
+//! to the dead-letter stream ([`Topology::dead_letter_subject`]) and its partition goes on.
+//!
 //! ```no_run
 //! use corelane_worker::{BoxError, Context, Pool, Reply, Worker};
 //! use corelane_nats::{Client, Delivery, Node, NodeConfig, Remote, Topology};

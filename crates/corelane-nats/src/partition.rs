@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::dead::{self, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::node::{lease_key, Remote, Shared, Task};
-use crate::snapshot::{self, Requested, Restore};
+use crate::snapshot::{self, Requested, Restore, SnapshotRef};
 use crate::wire::{AnswerFrame, AskFrame, Offset, Record};
 use crate::Delivery;
 
@@ -395,17 +395,7 @@ async fn commit<W: Remote>(
         let subject = topology.dead_letter_subject();
         dead::publish(&shared.js, topology.prefix(), &subject, letters).await?;
     }
-    // A snapshot that cannot be stored (too large for the bucket, say) leaves the current one.
-    let snapshot = match requested {
-        Some(requested) => match snapshot::store(&shared, p, committed.epoch, requested).await {
-            Ok(stored) => Some(stored),
-            Err(_) => {
-                shared.snapshot_failures.fetch_add(1, Ordering::Relaxed);
-                committed.snapshot.clone()
-            }
-        },
-        None => committed.snapshot.clone(),
-    };
+    let snapshot = store_snapshot(&shared, p, &committed, requested).await;
     let next = Offset {
         epoch: committed.epoch,
         applied: sent.max(committed.applied),
@@ -432,6 +422,27 @@ async fn commit<W: Remote>(
                 partition: p,
                 epoch: next.epoch,
             })
+        }
+    }
+}
+
+/// Stores the snapshot asked for, if any, and returns the one the commit makes current: the
+/// new one, or the current one when none was asked for or it could not be stored (too large
+/// for the bucket, say).
+async fn store_snapshot<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    committed: &Offset,
+    requested: Option<Requested>,
+) -> Option<SnapshotRef> {
+    let Some(requested) = requested else {
+        return committed.snapshot.clone();
+    };
+    match snapshot::store(shared, p, committed.epoch, requested).await {
+        Ok(stored) => Some(stored),
+        Err(_) => {
+            shared.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+            committed.snapshot.clone()
         }
     }
 }

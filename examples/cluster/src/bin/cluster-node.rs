@@ -90,6 +90,35 @@ fn args() -> Result<Args, String> {
     Ok(out)
 }
 
+/// Prints the partitions the node owns, its fenced commits and its snapshots whenever they
+/// change, until Ctrl-C or SIGTERM.
+fn report_until_signalled(node: &Node<Counter>, id: &str, mut signals: ShutdownSignals) {
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        signals.wait();
+        let _ = done_tx.send(());
+    });
+    let (mut shown, mut fenced, mut snapshots) = (None, 0, 0);
+    loop {
+        let owned = node.owned();
+        if shown.as_ref() != Some(&owned) {
+            println!("{id} owns {owned:?}");
+            shown = Some(owned);
+        }
+        if node.fenced() != fenced {
+            fenced = node.fenced();
+            println!("{id} fenced {fenced}");
+        }
+        if node.snapshots() != snapshots {
+            snapshots = node.snapshots();
+            println!("{id} snapshots {snapshots}");
+        }
+        if done.recv_timeout(Duration::from_millis(100)).is_ok() {
+            return;
+        }
+    }
+}
+
 /// `KEY:N:MS`: the key, the event number and the pause of `--stall`.
 fn stall(spec: &str) -> Result<(String, u64, Duration), String> {
     let usage = || format!("{spec:?} is not KEY:N:MS");
@@ -104,7 +133,7 @@ fn stall(spec: &str) -> Result<(String, u64, Duration), String> {
 
 fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = args()?;
-    let mut signals = ShutdownSignals::register()?;
+    let signals = ShutdownSignals::register()?;
     let log = match &args.log {
         Some(path) => Some(std::sync::Arc::new(std::sync::Mutex::new(
             std::io::LineWriter::new(
@@ -140,30 +169,7 @@ fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         pool,
     )?;
     println!("{} started", args.id);
-    let (done_tx, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        signals.wait();
-        let _ = done_tx.send(());
-    });
-    let (mut shown, mut fenced, mut snapshots) = (None, 0, 0);
-    loop {
-        let owned = node.owned();
-        if shown.as_ref() != Some(&owned) {
-            println!("{} owns {:?}", args.id, owned);
-            shown = Some(owned);
-        }
-        if node.fenced() != fenced {
-            fenced = node.fenced();
-            println!("{} fenced {fenced}", args.id);
-        }
-        if node.snapshots() != snapshots {
-            snapshots = node.snapshots();
-            println!("{} snapshots {snapshots}", args.id);
-        }
-        if done.recv_timeout(Duration::from_millis(100)).is_ok() {
-            break;
-        }
-    }
+    report_until_signalled(&node, &args.id, signals);
     let pool = node.pool().clone();
     node.stop();
     println!("{} stopped: its partitions are released", args.id);
