@@ -9,7 +9,9 @@
 //! event and counting it per key (the plain consumer). Each round runs both, the first one
 //! alternating from round to round; the table gives medians, and the median of the rounds'
 //! ratios. The node's rate includes taking the partitions over (leases, epochs, consumers): the
-//! time to its first applied event is reported beside it.
+//! time to its first applied event is reported beside it. On a small machine shared with the
+//! server the rates swing from run to run, so the CPU time each side spent per event over the
+//! same span (the bench process's threads, and nats-server's) is reported too.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -74,12 +76,60 @@ struct Record {
     msg: Event,
 }
 
-/// When a round began, when its first event was applied, when a tenth were, and when all were.
+/// When a round began, when its first event was applied, when a tenth were, and when all were;
+/// and the CPU time spent from the start to the end.
 struct Timing {
     started: Instant,
     first: Instant,
     tenth: Instant,
     done: Instant,
+    cpu: Cpu,
+}
+
+/// CPU time spent by the bench process (the consumer: the node, its pool, or the plain
+/// consumer's tasks) and by nats-server.
+#[derive(Clone, Copy)]
+struct Cpu {
+    consumer: Duration,
+    server: Duration,
+}
+
+/// The server's process id, to read its CPU time.
+static SERVER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+impl Cpu {
+    /// The CPU time so far.
+    fn now() -> Self {
+        Self {
+            consumer: cpu_time("self"),
+            server: SERVER
+                .get()
+                .map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string())),
+        }
+    }
+
+    /// The CPU time since `start`.
+    fn since(start: Self) -> Self {
+        let now = Self::now();
+        Self {
+            consumer: now.consumer.saturating_sub(start.consumer),
+            server: now.server.saturating_sub(start.server),
+        }
+    }
+}
+
+/// The time on CPU of every live thread of process `pid` (`self` for this one), from
+/// `/proc/<pid>/task/*/schedstat` (nanoseconds).
+fn cpu_time(pid: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 impl Timing {
@@ -122,6 +172,7 @@ fn main() {
         println!("nats-server is not installed: skipped");
         return;
     };
+    let _ = SERVER.set(child.id());
     let _server = Server(child);
     let url = format!("nats://127.0.0.1:{port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -151,27 +202,50 @@ fn report(ours: &[Timing], plain: &[Timing]) {
     let ratio =
         |f: fn(&Timing) -> f64| median(ours.iter().zip(plain).map(|(o, p)| f(o) / f(p)).collect());
     let first = |t: &[Timing]| of(t, |t| (t.first - t.started).as_secs_f64() * 1e3);
+    let per_event = |t: &[Timing], f: fn(&Cpu) -> Duration| {
+        median(
+            t.iter()
+                .map(|t| f(&t.cpu).as_secs_f64() * 1e6 / EVENTS as f64)
+                .collect(),
+        )
+    };
     println!(
         "## NATS JetStream end to end: {EVENTS} events over {KEYS} keys, {PARTITIONS} partitions, R1, {ROUNDS} rounds"
     );
-    println!("| consumer | events/s, start to end | events/s, from 10% applied to the end | first event applied after |");
-    println!("|---|---|---|---|");
     println!(
-        "| plain async-nats, one ordered consumer per partition | {:.0} | {:.0} | {:.1} ms |",
-        of(plain, Timing::rate),
-        of(plain, Timing::steady_rate),
-        first(plain)
+        "| consumer | events/s, start to end | events/s, from 10% applied to the end | first event applied after | consumer CPU per event | nats-server CPU per event |"
     );
+    println!("|---|---|---|---|---|---|");
+    for (name, t) in [
+        (
+            "plain async-nats, one ordered consumer per partition",
+            plain,
+        ),
+        ("corelane-nats node, 2 workers", ours),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.1} ms | {:.2} us | {:.2} us |",
+            of(t, Timing::rate),
+            of(t, Timing::steady_rate),
+            first(t),
+            per_event(t, |c| c.consumer),
+            per_event(t, |c| c.server)
+        );
+    }
+    let cpu_ratio = |f: fn(&Cpu) -> Duration| {
+        median(
+            ours.iter()
+                .zip(plain)
+                .map(|(o, p)| f(&o.cpu).as_secs_f64() / f(&p.cpu).as_secs_f64())
+                .collect(),
+        )
+    };
     println!(
-        "| corelane-nats node, 2 workers | {:.0} | {:.0} | {:.1} ms |",
-        of(ours, Timing::rate),
-        of(ours, Timing::steady_rate),
-        first(ours)
-    );
-    println!(
-        "| ratio (median of the rounds' ratios) | {:.2}x | {:.2}x | |",
+        "| ratio, corelane-nats / plain (median of the rounds' ratios) | {:.2}x | {:.2}x | | {:.2}x | {:.2}x |",
         ratio(Timing::rate),
-        ratio(Timing::steady_rate)
+        ratio(Timing::steady_rate),
+        cpu_ratio(|c| c.consumer),
+        cpu_ratio(|c| c.server)
     );
 }
 
@@ -215,6 +289,7 @@ fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timi
     .unwrap();
     // From here, as for the plain consumer: connected, the deployment found.
     let started = Instant::now();
+    let cpu = Cpu::now();
     let applied = || pool.metrics().total().counters.processed;
     while applied() == 0 {
         std::thread::sleep(Duration::from_micros(100));
@@ -228,6 +303,7 @@ fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timi
         std::thread::sleep(Duration::from_millis(2));
     }
     let done = Instant::now();
+    let cpu = Cpu::since(cpu);
     node.stop();
     pool.shutdown().unwrap();
     Timing {
@@ -235,6 +311,7 @@ fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timi
         first,
         tenth,
         done,
+        cpu,
     }
 }
 
@@ -246,6 +323,7 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
         let nats = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(nats.clone());
         let started = Instant::now();
+        let cpu = Cpu::now();
         let applied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tenth = std::sync::Arc::new(std::sync::Mutex::new(None));
         let first = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -286,6 +364,7 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
             task.await.unwrap();
         }
         let done = Instant::now();
+        let cpu = Cpu::since(cpu);
         let tenth = tenth.lock().unwrap().expect("a tenth was applied");
         let first = first.lock().unwrap().expect("one was applied");
         Timing {
@@ -293,6 +372,7 @@ fn plain_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing 
             first,
             tenth,
             done,
+            cpu,
         }
     })
 }
