@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::dead::{DeadLetters, Letter, Reason, Receipt};
+use crate::dead::{self, Letter, Reason, Receipt};
 use crate::error::{nats, NatsError};
 use crate::partition::{self, Owned};
 use crate::{KeyState, Snapshot, Topology};
@@ -122,10 +122,11 @@ impl Drop for Delivery {
     fn drop(&mut self) {
         if let Some(receipt) = self.receipt.take() {
             if std::thread::panicking() {
-                receipt.letters.push(Letter {
+                dead::push(Letter {
+                    node: receipt.node,
                     partition: self.partition,
                     sequence: self.sequence,
-                    payload: receipt.payload,
+                    payload: None,
                     reason: Reason::Panicked,
                 });
             }
@@ -186,8 +187,8 @@ pub(crate) struct Shared<W: Remote> {
     pub(crate) owned: Mutex<BTreeSet<u32>>,
     /// Commits refused because another node took the partition over ([`Node::fenced`]).
     pub(crate) fenced: AtomicU64,
-    /// Messages that could not be applied, published by their partition's next commit.
-    pub(crate) dead: Arc<DeadLetters>,
+    /// This node's number among the process's, on its deliveries and dead letters.
+    pub(crate) receipt: Receipt,
     /// The deployment's snapshot bucket.
     pub(crate) snapshots: object_store::ObjectStore,
     /// Snapshots this node made current ([`Node::snapshots`]).
@@ -320,7 +321,7 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
         offsets,
         owned: Mutex::new(BTreeSet::new()),
         fenced: AtomicU64::new(0),
-        dead: Arc::default(),
+        receipt: Receipt::new_node(),
         snapshots,
         snapshots_stored: AtomicU64::new(0),
         snapshot_failures: AtomicU64::new(0),
@@ -363,6 +364,7 @@ async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<b
         release(&shared, p, lease).await;
     }
     lock(&shared.owned).clear();
+    dead::discard(shared.receipt.node, None);
     let _ = shared.nodes.delete(&shared.id).await;
 }
 

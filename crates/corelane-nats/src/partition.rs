@@ -12,7 +12,7 @@ use futures_util::future::OptionFuture;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::dead::{self, Letter, Reason, Receipt};
+use crate::dead::{self, Letter, Reason};
 use crate::error::{nats, NatsError};
 use crate::node::{lease_key, Remote, Shared, Task};
 use crate::snapshot::{self, Requested, Restore, SnapshotRef};
@@ -137,7 +137,7 @@ async fn open<W: Remote>(
     let (committed, revision) = take_over(shared, p).await?;
     // Letters left by an earlier runner of this partition that did not commit them: their
     // messages come again.
-    shared.dead.discard(p);
+    dead::discard(shared.receipt.node, Some(p));
     let epoch = committed.epoch;
     notify(shared, || W::assigned(p, epoch)).await;
     let resume_after = resume_point(shared, p, &committed).await?;
@@ -195,6 +195,9 @@ async fn deliver_until_stopped<W: Remote>(
     let mut commits = tokio::time::interval(shared.topology.commit_interval());
     // At most one commit in flight; delivery goes on meanwhile.
     let mut committing: Option<Commit> = None;
+    // One future for the whole loop: it stays registered with the stop signal.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     let ended = loop {
         tokio::select! {
             msg = sources.messages.next() => match msg {
@@ -214,7 +217,7 @@ async fn deliver_until_stopped<W: Remote>(
                 committing = None;
                 finish_commit(done, progress)?;
             }
-            _ = stop.changed() => break Ok(()),
+            _ = &mut stopped => break Ok(()),
         }
     };
     if let Some(mut in_flight) = committing.take() {
@@ -314,30 +317,45 @@ async fn deliver<W: Remote>(
     msg: async_nats::jetstream::Message,
     progress: &mut Progress<W::Wire>,
 ) -> Result<(), NatsError> {
-    let sequence = msg.info().map_err(nats)?.stream_sequence;
+    let sequence = match msg.reply.as_deref().and_then(stream_sequence) {
+        Some(sequence) => sequence,
+        None => msg.info().map_err(nats)?.stream_sequence,
+    };
     match postcard::from_bytes::<Record<W::Wire>>(&msg.payload) {
         Ok(record) => {
-            let receipt = Receipt {
-                letters: shared.dead.clone(),
-                payload: msg.payload.clone(),
-            };
-            let delivery = Delivery::with_receipt(p, sequence, progress.epoch(), receipt);
+            let delivery = Delivery::with_receipt(p, sequence, progress.epoch(), shared.receipt);
             shared
                 .pool
                 .send_async(&record.key[..], W::delivered(record.msg, delivery))
                 .await
                 .map_err(|e| NatsError::Remote(e.to_string()))?;
         }
-        Err(_) => shared.dead.push(Letter {
+        Err(_) => dead::push(Letter {
+            node: shared.receipt.node,
             partition: p,
             sequence,
-            payload: msg.payload.clone(),
+            payload: Some(msg.payload.clone()),
             reason: Reason::Undecodable,
         }),
     }
     progress.sent = progress.sent.max(sequence);
     answer_ready(shared, progress);
     Ok(())
+}
+
+/// The stream sequence in a JetStream message's reply subject: `$JS.ACK.` then
+/// `stream.consumer.delivered.sequence.consumer-sequence.time.pending`, or the same after a
+/// domain and an account hash, with a token after (ADR-15). `None` for another form. It reads
+/// only that token: `Message::info` also parses the timestamp, a sizable share of the runner's
+/// time per message.
+fn stream_sequence(reply: &str) -> Option<u64> {
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    let index = match rest.split('.').count() {
+        7 => 3,
+        n if n >= 10 => 5,
+        _ => return None,
+    };
+    rest.split('.').nth(index)?.parse().ok()
 }
 
 /// Sends every waiting ask whose sequence was sent into the pool; each is answered by a task
@@ -389,11 +407,9 @@ async fn commit<W: Remote>(
         .await
         .map_err(|e| NatsError::Remote(e.to_string()))?
         .map_err(NatsError::Stopped)?;
-    let letters = shared.dead.take(p, sent);
+    let letters = dead::take(shared.receipt.node, p, sent);
     if !letters.is_empty() {
-        let topology = &shared.topology;
-        let subject = topology.dead_letter_subject();
-        dead::publish(&shared.js, topology.prefix(), &subject, letters).await?;
+        dead::publish(&shared.js, &shared.topology, letters).await?;
     }
     let snapshot = store_snapshot(&shared, p, &committed, requested).await;
     let next = Offset {
@@ -498,6 +514,21 @@ async fn notify<W: Remote>(shared: &Shared<W>, make: impl Fn() -> Option<W::Mess
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both reply-subject forms of ADR-15 give their stream sequence (the fourth token after
+    /// `$JS.ACK.`, or the sixth after a domain and an account hash).
+    #[test]
+    fn the_stream_sequence_is_read_from_both_reply_subject_forms() {
+        for reply in [
+            "$JS.ACK.orders_p3.cons1.1.4242.17.1733300000000000000.9",
+            "$JS.ACK.hub.ACCHASH.orders_p3.cons1.1.4242.17.1733300000000000000.9.tok",
+        ] {
+            assert_eq!(stream_sequence(reply), Some(4242), "{reply}");
+        }
+        assert_eq!(stream_sequence("_INBOX.abc"), None);
+        assert_eq!(stream_sequence("$JS.ACK.a.b.c"), None);
+        assert_eq!(stream_sequence("$JS.ACK.s.c.1.x.17.1.9"), None);
+    }
 
     /// An ask's `after` survives the trip: the owner must hold the ask until that sequence (a
     /// frame read without its message type lost it, and asks were answered at once).
