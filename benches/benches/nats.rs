@@ -87,12 +87,16 @@ struct Timing {
 }
 
 /// CPU time spent by the bench process (the consumer: the node, its pool, or the plain
-/// consumer's tasks) and by nats-server.
+/// consumer's tasks), by the node's pool workers among its threads, and by nats-server.
 #[derive(Clone, Copy)]
 struct Cpu {
     consumer: Duration,
+    workers: Duration,
     server: Duration,
 }
+
+/// The name of the node's pool worker threads (then their index).
+const WORKER_THREAD: &str = "bench-w";
 
 /// The server's process id, to read its CPU time.
 static SERVER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -101,10 +105,11 @@ impl Cpu {
     /// The CPU time so far.
     fn now() -> Self {
         Self {
-            consumer: cpu_time("self"),
+            consumer: cpu_time("self", ""),
+            workers: cpu_time("self", WORKER_THREAD),
             server: SERVER
                 .get()
-                .map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string())),
+                .map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string(), "")),
         }
     }
 
@@ -113,19 +118,24 @@ impl Cpu {
         let now = Self::now();
         Self {
             consumer: now.consumer.saturating_sub(start.consumer),
+            workers: now.workers.saturating_sub(start.workers),
             server: now.server.saturating_sub(start.server),
         }
     }
 }
 
-/// The time on CPU of every live thread of process `pid` (`self` for this one), from
-/// `/proc/<pid>/task/*/schedstat` (nanoseconds).
-fn cpu_time(pid: &str) -> Duration {
+/// The time on CPU of every live thread of process `pid` (`self` for this one) whose name
+/// starts with `named`, from `/proc/<pid>/task/*/schedstat` (nanoseconds).
+fn cpu_time(pid: &str, named: &str) -> Duration {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Duration::ZERO;
     };
     let ns: u64 = tasks
         .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(named))
+        })
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
@@ -213,7 +223,7 @@ fn report(ours: &[Timing], plain: &[Timing]) {
         "## NATS JetStream end to end: {EVENTS} events over {KEYS} keys, {PARTITIONS} partitions, R1, {ROUNDS} rounds"
     );
     println!(
-        "| consumer | events/s, start to end | events/s, from 10% applied to the end | first event applied after | consumer CPU per event | nats-server CPU per event |"
+        "| consumer | events/s, start to end | events/s, from 10% applied to the end | first event applied after | consumer CPU per event (pool workers') | nats-server CPU per event |"
     );
     println!("|---|---|---|---|---|---|");
     for (name, t) in [
@@ -224,11 +234,12 @@ fn report(ours: &[Timing], plain: &[Timing]) {
         ("corelane-nats node, 2 workers", ours),
     ] {
         println!(
-            "| {name} | {:.0} | {:.0} | {:.1} ms | {:.2} us | {:.2} us |",
+            "| {name} | {:.0} | {:.0} | {:.1} ms | {:.2} us ({:.2} us) | {:.2} us |",
             of(t, Timing::rate),
             of(t, Timing::steady_rate),
             first(t),
             per_event(t, |c| c.consumer),
+            per_event(t, |c| c.workers),
             per_event(t, |c| c.server)
         );
     }
@@ -276,7 +287,11 @@ fn publish(rt: &tokio::runtime::Runtime, url: &str, prefix: &str) -> Topology {
 /// Times a corelane node applying every event.
 fn corelane_round(rt: &tokio::runtime::Runtime, url: &str, round: usize) -> Timing {
     let topology = publish(rt, url, &format!("ours{round}"));
-    let pool = Pool::builder().workers(2).spawn(|_| Count).unwrap();
+    let pool = Pool::builder()
+        .workers(2)
+        .worker_config(|i| WorkerConfig::new().with_name(format!("{WORKER_THREAD}{i}")))
+        .spawn(|_| Count)
+        .unwrap();
     let node = Node::start(
         NodeConfig {
             id: format!("bench{round}"),
