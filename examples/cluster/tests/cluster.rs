@@ -433,29 +433,38 @@ async fn futures_next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
     sub.next().await.expect("the subscription is open")
 }
 
-#[test]
-fn a_node_taking_over_starts_from_the_last_snapshot_instead_of_replaying() {
-    if !nats_server_available() {
-        return;
-    }
+/// A node snapshotting every 200 ms that applied every event and snapshotted it all, then was
+/// killed; `before_takeover` runs before a second node takes over. Nodes without a snapshot to
+/// start from resume after the last commit if `from_offset`, else replay. Returns the second
+/// node and how many events it applied, once every key's count it answers is complete.
+fn take_over_after_snapshots(
+    prefix: &str,
+    from_offset: bool,
+    before_takeover: impl FnOnce(&Deployment),
+) -> (NodeProc, usize) {
     let cluster = Cluster::start();
     let logs = Scratch::new("logs");
     let d = Deployment {
-        // Without a snapshot a taking node would replay every partition from its start.
-        from_offset: false,
+        from_offset,
         snapshot_every: Some(Duration::from_millis(200)),
-        ..deployment(&cluster, &logs, "snap")
+        ..deployment(&cluster, &logs, prefix)
     };
     let (rt, client) = client(&d);
     let mut a = d.node("a");
     common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
-    let rounds = 20;
-    let sent = publish(&rt, &client, rounds, Duration::from_millis(10), |_| {});
+    let sent = publish(
+        &rt,
+        &client,
+        SNAPSHOT_ROUNDS,
+        Duration::from_millis(10),
+        |_| {},
+    );
     check(&[&a], &sent, Duration::from_secs(60));
     // Several snapshot intervals after the last event: every partition's snapshot covers all.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(a.said("a snapshots"), "node a stored no snapshot");
     a.kill();
+    before_takeover(&d);
     let b = d.node("b");
     common::wait_for_full_ownership(&[&b], PARTITIONS, Duration::from_secs(30));
     for k in 0..KEYS {
@@ -467,16 +476,63 @@ fn a_node_taking_over_starts_from_the_last_snapshot_instead_of_replaying() {
         let count: u64 = rt
             .block_on(client.ask(key.as_bytes(), &probe, None, Duration::from_secs(10)))
             .unwrap();
-        assert_eq!(count, rounds, "{key}: the restored count");
+        assert_eq!(
+            count, SNAPSHOT_ROUNDS,
+            "{key}: the count after the takeover"
+        );
     }
-    let replayed = Applied::read(&[b.log.as_path()]).lines;
+    let applied = Applied::read(&[b.log.as_path()]).lines;
+    (b, applied)
+}
+
+const SNAPSHOT_ROUNDS: u64 = 20;
+
+#[test]
+fn a_node_taking_over_starts_from_the_last_snapshot_instead_of_replaying() {
+    if !nats_server_available() {
+        return;
+    }
+    // Without the snapshots the new owner would replay every partition from its start.
+    let (_b, replayed) = take_over_after_snapshots("snap", false, |_| {});
     eprintln!(
         "snapshot takeover: {} events, {replayed} applied again by the new owner",
-        KEYS as u64 * rounds
+        KEYS as u64 * SNAPSHOT_ROUNDS
     );
     assert!(
-        replayed < KEYS * rounds as usize / 2,
+        replayed < KEYS * SNAPSHOT_ROUNDS as usize / 2,
         "{replayed} events replayed: the snapshots were not used"
+    );
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_read_is_replaced_by_a_replay() {
+    if !nats_server_available() {
+        return;
+    }
+    // Resuming after the last commit would leave the counts empty: the unreadable snapshots
+    // must make the new owner replay instead.
+    let (b, replayed) = take_over_after_snapshots("snapgone", true, |d| {
+        // The snapshots' objects vanish; the offsets still name them.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let first = d.servers.split(',').next().unwrap();
+            let js = async_nats::jetstream::new(async_nats::connect(first).await.unwrap());
+            let mut objects = js
+                .get_stream(format!("OBJ_{}_snapshots", d.prefix))
+                .await
+                .unwrap();
+            objects.purge().await.unwrap();
+            assert_eq!(objects.info().await.unwrap().state.messages, 0);
+        });
+    });
+    assert!(
+        b.said("b snapshot failures"),
+        "b did not count the unreadable snapshots"
+    );
+    assert_eq!(
+        replayed,
+        KEYS * SNAPSHOT_ROUNDS as usize,
+        "every event replayed once"
     );
 }
 

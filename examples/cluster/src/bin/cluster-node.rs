@@ -90,15 +90,15 @@ fn args() -> Result<Args, String> {
     Ok(out)
 }
 
-/// Prints the partitions the node owns, its fenced commits and its snapshots whenever they
-/// change, until Ctrl-C or SIGTERM.
+/// Prints the partitions the node owns, its fenced commits, its snapshots and the snapshots it
+/// could not store or read whenever they change, until Ctrl-C or SIGTERM.
 fn report_until_signalled(node: &Node<Counter>, id: &str, mut signals: ShutdownSignals) {
     let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         signals.wait();
         let _ = done_tx.send(());
     });
-    let (mut shown, mut fenced, mut snapshots) = (None, 0, 0);
+    let (mut shown, mut fenced, mut snapshots, mut failures) = (None, 0, 0, 0);
     loop {
         let owned = node.owned();
         if shown.as_ref() != Some(&owned) {
@@ -112,6 +112,10 @@ fn report_until_signalled(node: &Node<Counter>, id: &str, mut signals: ShutdownS
         if node.snapshots() != snapshots {
             snapshots = node.snapshots();
             println!("{id} snapshots {snapshots}");
+        }
+        if node.snapshot_failures() != failures {
+            failures = node.snapshot_failures();
+            println!("{id} snapshot failures {failures}");
         }
         if done.recv_timeout(Duration::from_millis(100)).is_ok() {
             return;
