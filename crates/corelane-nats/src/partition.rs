@@ -9,7 +9,7 @@ use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::kv;
 use corelane_worker::Dispatch;
 use futures_util::future::OptionFuture;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::dead::{self, Letter, Reason};
@@ -200,8 +200,13 @@ async fn deliver_until_stopped<W: Remote>(
     tokio::pin!(stopped);
     let ended = loop {
         tokio::select! {
+            biased;
+            _ = &mut stopped => break Ok(()),
             msg = sources.messages.next() => match msg {
-                Some(Ok(msg)) => deliver(shared, p, msg, progress).await?,
+                Some(Ok(msg)) => {
+                    deliver(shared, p, msg, progress).await?;
+                    deliver_ready(shared, p, &mut sources.messages, progress).await?;
+                }
                 Some(Err(e)) => break Err(nats(e)),
                 None => break Ok(()),
             },
@@ -217,7 +222,6 @@ async fn deliver_until_stopped<W: Remote>(
                 committing = None;
                 finish_commit(done, progress)?;
             }
-            _ = &mut stopped => break Ok(()),
         }
     };
     if let Some(mut in_flight) = committing.take() {
@@ -307,6 +311,29 @@ async fn take_over<W: Remote>(shared: &Shared<W>, p: u32) -> Result<(Offset, u64
             Ok((next, revision))
         }
     }
+}
+
+/// The most messages delivered in one go from what the consumer holds already, before the
+/// runner looks at its asks, commits and stop again.
+const BURST: usize = 128;
+
+/// Delivers the messages the consumer holds already (up to [`BURST`]) without waiting: one
+/// pass of the runner's select per burst, not per message.
+async fn deliver_ready<W: Remote>(
+    shared: &Shared<W>,
+    p: u32,
+    messages: &mut push::Ordered,
+    progress: &mut Progress<W::Wire>,
+) -> Result<(), NatsError> {
+    for _ in 0..BURST {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(msg))) => deliver(shared, p, msg, progress).await?,
+            Some(Some(Err(e))) => return Err(nats(e)),
+            // Nothing ready, or the end: the select sees which.
+            Some(None) | None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Sends one delivered message into the pool (to the worker owning its key), or notes an
