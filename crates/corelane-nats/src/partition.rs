@@ -373,8 +373,7 @@ async fn deliver<W: Remote>(
 /// The stream sequence in a JetStream message's reply subject: `$JS.ACK.` then
 /// `stream.consumer.delivered.sequence.consumer-sequence.time.pending`, or the same after a
 /// domain and an account hash, with a token after (ADR-15). `None` for another form. It reads
-/// only that token: `Message::info` also parses the timestamp, a sizable share of the runner's
-/// time per message.
+/// only that token (`Message::info` also parses the timestamp).
 fn stream_sequence(reply: &str) -> Option<u64> {
     let rest = reply.strip_prefix("$JS.ACK.")?;
     let index = match rest.split('.').count() {
