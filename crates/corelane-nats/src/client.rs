@@ -33,7 +33,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `servers` (comma-separated URLs) and sets the deployment up if needed.
+    /// Connects to `servers` (comma-separated URLs, tried in the order given, again after a lost
+    /// connection; list every server of the cluster, as [`NodeConfig::servers`](crate::NodeConfig::servers)
+    /// says why) and sets the deployment up if needed.
     ///
     /// # Errors
     /// [`NatsError::Invalid`] for a URL that does not parse; [`NatsError::Nats`] when no server

@@ -45,13 +45,21 @@ pub(crate) fn nats(e: impl Into<async_nats::Error>) -> NatsError {
     NatsError::Nats(e.into())
 }
 
-/// Connects to `servers`, comma-separated URLs (any of them will do; the client learns the rest
-/// of the cluster from the one it reaches).
+/// Connects to `servers`, comma-separated URLs tried in the order given, first at connect time
+/// and again whenever the connection is lost. List every server of the cluster: async-nats
+/// learns the other servers only from the first one's greeting, never from later updates, so a
+/// client given one URL that connected before that server had its routes knows no other, and
+/// when that server dies it retries only the dead one (every publish failing at its 5 s ack
+/// timeout) until the server returns.
 pub(crate) async fn connect(servers: &str) -> Result<async_nats::Client, NatsError> {
     let addrs = servers
         .split(',')
         .map(|s| s.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| NatsError::Invalid(format!("servers {servers:?}: {e}")))?;
-    async_nats::connect(addrs).await.map_err(nats)
+    async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .connect(addrs)
+        .await
+        .map_err(nats)
 }

@@ -159,7 +159,11 @@ impl Eq for Delivery {}
 pub struct NodeConfig {
     /// This node's name, unique in the deployment (letters, digits, `-`, `_`).
     pub id: String,
-    /// The NATS servers, comma-separated URLs.
+    /// The NATS servers, comma-separated URLs, tried in the order given at start and again
+    /// whenever the connection is lost (give each machine its own order to spread the
+    /// connections). List every server of the cluster: async-nats learns other servers only
+    /// from the greeting of the one it first reaches, not from later updates, so a node given
+    /// one URL may know no other when that server dies.
     pub servers: String,
     /// The deployment.
     pub topology: Topology,

@@ -271,15 +271,20 @@ enum Side {
     Producer,
 }
 
-/// Nodes connected to one server, the producer to another; kills `side`'s server with SIGKILL
-/// mid-stream and restarts it later. Nothing may be lost or reordered; reports how long
+/// Nodes connected to one server, the producer to another (each given every server's URL, its
+/// own first); kills `side`'s server with SIGKILL mid-stream and restarts it later. Nothing may be lost or reordered; reports how long
 /// publishing stalled.
 fn kill_a_server(side: Side, prefix: &str) {
     let mut cluster = Cluster::start();
     let logs = Scratch::new("logs");
-    let on = |server: usize| Deployment {
-        servers: cluster.servers[server].url(),
-        ..deployment(&cluster, &logs, prefix)
+    // Every server's URL, `server`'s first: connections are tried in the order given.
+    let on = |server: usize| {
+        let mut urls: Vec<String> = cluster.servers.iter().map(|s| s.url()).collect();
+        urls.rotate_left(server);
+        Deployment {
+            servers: urls.join(","),
+            ..deployment(&cluster, &logs, prefix)
+        }
     };
     let (nodes, producer) = (on(1), on(0));
     let (rt, client) = client(&producer);
