@@ -21,9 +21,16 @@ CONF
   pids+=($!)
 done
 servers="nats://127.0.0.1:16101,nats://127.0.0.1:16102,nats://127.0.0.1:16103"
+# Each node lists every server (tried in order), its own first: the nodes spread over the
+# servers and each can reach the others when its own dies.
+order=("$servers"
+  "nats://127.0.0.1:16102,nats://127.0.0.1:16103,nats://127.0.0.1:16101"
+  "nats://127.0.0.1:16103,nats://127.0.0.1:16101,nats://127.0.0.1:16102")
 sleep 3 # JetStream elects its meta leader
+n=0
 for id in a b c; do
-  target/release/cluster-node --id "$id" --servers "$servers" --replicas 3 &
+  target/release/cluster-node --id "$id" --servers "${order[$n]}" --replicas 3 &
+  n=$((n + 1))
   pids+=($!)
   sleep 1
 done
