@@ -98,7 +98,7 @@ pub(crate) fn discard(node: u64, partition: Option<u32>) {
     lock(&LETTERS).retain(|l| l.node != node || partition.is_some_and(|p| l.partition != p));
 }
 
-/// Publishes `letters` (of one partition) to the deployment's dead-letter stream, each
+/// Publishes `letters` (of one partition) to the deployment's dead-letter stream, in order, each
 /// acknowledged by it. A message's bytes not at hand are read back from the partition's stream
 /// (empty if the stream no longer holds it). A `Nats-Msg-Id` of partition and sequence makes
 /// the stream drop a letter published again (a partition replayed after a takeover fails on the
@@ -106,12 +106,12 @@ pub(crate) fn discard(node: u64, partition: Option<u32>) {
 pub(crate) async fn publish(
     js: &jetstream::Context,
     topology: &Topology,
-    letters: Vec<Letter>,
+    letters: &[Letter],
 ) -> Result<(), NatsError> {
     let subject = topology.dead_letter_subject();
     for letter in letters {
-        let payload = match letter.payload {
-            Some(payload) => payload,
+        let payload = match &letter.payload {
+            Some(payload) => payload.clone(),
             None => stored(js, topology, letter.partition, letter.sequence).await?,
         };
         let mut headers = HeaderMap::new();

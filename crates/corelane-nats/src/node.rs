@@ -433,16 +433,27 @@ fn drop_finished(owned: &mut BTreeMap<u32, Owned>) {
     owned.retain(|_, lease| !lease.task.is_finished());
 }
 
-/// Renews every lease; a partition whose lease is lost is dropped at once.
+/// Renews every lease. A partition whose lease another write replaced (a newer owner, or an
+/// expiry and a take) is dropped at once. One whose renewal got no answer (a timeout, or the
+/// bucket electing a leader: "no stream") is kept while its last renewal still holds it past
+/// the next attempt, and dropped once it might not.
 async fn renew<W: Remote>(shared: &Arc<Shared<W>>, owned: &mut BTreeMap<u32, Owned>) {
+    let ttl = shared.topology.lease_ttl();
+    let next_attempt = ttl / 3;
     let mut lost = Vec::new();
     for (&p, lease) in owned.iter_mut() {
+        let asked = Instant::now();
         let renewed = shared
             .leases
             .update(lease_key(p), shared.id.clone().into(), lease.revision)
             .await;
         match renewed {
-            Ok(revision) => lease.revision = revision,
+            Ok(revision) => {
+                lease.revision = revision;
+                lease.renewed = asked;
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => lost.push(p),
+            Err(_) if Instant::now() + next_attempt < lease.renewed + ttl => {}
             Err(_) => lost.push(p),
         }
     }
@@ -480,12 +491,13 @@ async fn take<W: Remote>(shared: &Arc<Shared<W>>, owned: &mut BTreeMap<u32, Owne
         if owned.contains_key(&p) {
             continue;
         }
+        let asked = Instant::now();
         if let Ok(revision) = shared
             .leases
             .create(lease_key(p), shared.id.clone().into())
             .await
         {
-            owned.insert(p, partition::start(shared.clone(), p, revision));
+            owned.insert(p, partition::start(shared.clone(), p, revision, asked));
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::kv;
@@ -22,6 +23,9 @@ use crate::Delivery;
 /// A partition this node owns: its lease revision and its runner.
 pub(crate) struct Owned {
     pub(crate) revision: u64,
+    /// When the last write of the lease that succeeded was sent: the lease holds at least
+    /// until this plus the TTL (the server counts from when it got the write).
+    pub(crate) renewed: Instant,
     pub(crate) task: Task,
     stop: watch::Sender<bool>,
 }
@@ -40,8 +44,14 @@ impl Owned {
     }
 }
 
-/// Starts the runner of partition `p`, whose lease has `revision`.
-pub(crate) fn start<W: Remote>(shared: Arc<Shared<W>>, p: u32, revision: u64) -> Owned {
+/// Starts the runner of partition `p`, whose lease has `revision`, written by a request sent at
+/// `renewed`.
+pub(crate) fn start<W: Remote>(
+    shared: Arc<Shared<W>>,
+    p: u32,
+    revision: u64,
+    renewed: Instant,
+) -> Owned {
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         // An error ends the runner; the ownership loop sees it finished and drops the lease.
@@ -49,6 +59,7 @@ pub(crate) fn start<W: Remote>(shared: Arc<Shared<W>>, p: u32, revision: u64) ->
     });
     Owned {
         revision,
+        renewed,
         task,
         stop,
     }
@@ -415,7 +426,8 @@ fn answer_ready<W: Remote>(shared: &Shared<W>, progress: &mut Progress<W::Wire>)
 /// Commits what the workers applied: waits until every message sent into the pool is handled
 /// (a flush), publishes the dead letters among them, stores the snapshot asked for (if any),
 /// then writes the offset with a compare-and-set on its revision. A refused write means another
-/// node took the partition over: the runner stops. Returns the new offset and its revision (the
+/// node took the partition over: the runner stops; one that got no answer is left to the next
+/// commit. Returns the new offset and its revision (the
 /// old ones when there was nothing to commit).
 async fn commit<W: Remote>(
     shared: Arc<Shared<W>>,
@@ -434,8 +446,10 @@ async fn commit<W: Remote>(
         .map_err(|e| NatsError::Remote(e.to_string()))?
         .map_err(NatsError::Stopped)?;
     let letters = dead::take(shared.receipt.node, p, sent);
-    if !letters.is_empty() {
-        dead::publish(&shared.js, &shared.topology, letters).await?;
+    if let Err(e) = dead::publish(&shared.js, &shared.topology, &letters).await {
+        // They wait for the next commit (the stream drops a letter published twice).
+        letters.into_iter().for_each(dead::push);
+        return Err(e);
     }
     let snapshot = store_snapshot(&shared, p, &committed, requested).await;
     let next = Offset {
@@ -458,13 +472,15 @@ async fn commit<W: Remote>(
             }
             Ok((next, revision))
         }
-        Err(_) => {
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
             shared.fenced.fetch_add(1, Ordering::Relaxed);
             Err(NatsError::Fenced {
                 partition: p,
                 epoch: next.epoch,
             })
         }
+        // No answer: the next commit tries again.
+        Err(e) => Err(nats(e)),
     }
 }
 
@@ -507,15 +523,25 @@ fn start_commit<W: Remote>(
     )))
 }
 
-/// Records a finished commit in `progress`.
+/// Records a finished commit in `progress`. A commit that got no answer from NATS (a timeout,
+/// a bucket electing its leader) changes nothing: the next one covers what it would have.
+///
+/// # Errors
+/// The commit was refused (another node took the partition over) or the pool stopped: the
+/// runner ends.
 fn finish_commit<M>(
     done: Result<Result<(Offset, u64), NatsError>, tokio::task::JoinError>,
     progress: &mut Progress<M>,
 ) -> Result<(), NatsError> {
-    let (committed, revision) = done.map_err(|e| NatsError::Remote(e.to_string()))??;
-    progress.committed = committed;
-    progress.revision = revision;
-    Ok(())
+    match done.map_err(|e| NatsError::Remote(e.to_string()))? {
+        Ok((committed, revision)) => {
+            progress.committed = committed;
+            progress.revision = revision;
+            Ok(())
+        }
+        Err(NatsError::Nats(_)) => Ok(()),
+        Err(refused) => Err(refused),
+    }
 }
 
 /// A commit in flight, aborted if the runner is (a runner stopped for a lost lease must not

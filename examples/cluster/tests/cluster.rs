@@ -331,6 +331,56 @@ fn the_producers_nats_server_killed_and_restarted_loses_nothing() {
 }
 
 #[test]
+fn a_lease_bucket_electing_its_leader_costs_the_node_nothing() {
+    if !nats_server_available() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let logs = Scratch::new("logs");
+    let d = Deployment {
+        // Long enough to outlast the bucket's election.
+        lease_ttl: Duration::from_secs(15),
+        ..deployment(&cluster, &logs, "leases")
+    };
+    // A client sets the deployment up.
+    let (rt, _client) = client(&d);
+    // The server leading the leases bucket's stream dies; the node is on another one.
+    let leader = rt.block_on(async {
+        let first = d.servers.split(',').next().unwrap();
+        let js = async_nats::jetstream::new(async_nats::connect(first).await.unwrap());
+        let mut stream = js.get_stream("KV_leases_leases").await.unwrap();
+        let info = stream.info().await.unwrap();
+        info.cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .expect("a leader")
+    });
+    let victim = cluster
+        .servers
+        .iter()
+        .position(|s| s.name == leader)
+        .expect("the leader is one of ours");
+    let mut urls: Vec<String> = cluster.servers.iter().map(|s| s.url()).collect();
+    urls.rotate_left(victim + 1);
+    let on_survivors = Deployment {
+        servers: urls.join(","),
+        ..d.clone()
+    };
+    let a = on_survivors.node("a");
+    common::wait_for_full_ownership(&[&a], PARTITIONS, Duration::from_secs(30));
+    let (owned_since, _) = a.owned().unwrap();
+    cluster.servers[victim].kill();
+    // Renewals every 5 s fail while the bucket elects a new leader; the lease holds meanwhile.
+    std::thread::sleep(Duration::from_secs(12));
+    let (last_change, owned) = a.owned().unwrap();
+    assert_eq!(owned, (0..PARTITIONS).collect::<Vec<_>>());
+    assert_eq!(
+        last_change, owned_since,
+        "a gave its partitions up and took them again"
+    );
+}
+
+#[test]
 fn a_full_cluster_restart_loses_nothing() {
     if !nats_server_available() {
         return;
