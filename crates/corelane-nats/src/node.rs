@@ -339,7 +339,7 @@ async fn connect<W: Remote>(cfg: NodeConfig, pool: Pool<W>) -> Result<Shared<W>,
 /// a crashed node's partitions move within the lease TTL plus a third of it.
 async fn run_node<W: Remote>(shared: Arc<Shared<W>>, mut stop: watch::Receiver<bool>) {
     let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
-    let renewal = shared.topology.lease_ttl() / 3;
+    let renewal = shared.topology.renewal_interval();
     let mut changes = Changes {
         leases: shared.leases.watch_all().await.ok(),
         nodes: shared.nodes.watch_all().await.ok(),
@@ -439,7 +439,7 @@ fn drop_finished(owned: &mut BTreeMap<u32, Owned>) {
 /// the next attempt, and dropped once it might not.
 async fn renew<W: Remote>(shared: &Arc<Shared<W>>, owned: &mut BTreeMap<u32, Owned>) {
     let ttl = shared.topology.lease_ttl();
-    let next_attempt = ttl / 3;
+    let next_attempt = shared.topology.renewal_interval();
     let mut lost = Vec::new();
     for (&p, lease) in owned.iter_mut() {
         let asked = Instant::now();

@@ -123,6 +123,12 @@ impl Topology {
         self.lease_ttl
     }
 
+    /// How often an owner renews its leases: a third of the TTL, so that a renewal that gets no
+    /// answer can be tried again before the lease expires.
+    pub(crate) fn renewal_interval(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+
     /// The commit interval.
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval
